@@ -1,0 +1,295 @@
+//! Turning a request into a response: route it, then run its app's guest or serve its static file.
+//!
+//! Everything here works without a socket: tests can build a `Dispatcher` and
+//! call `prepare` and `handle` directly.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::{Config, RouteTarget};
+use crate::http::parse::RequestHead;
+use crate::http::{Body, Request, Response};
+use crate::router::Router;
+use crate::static_files::StaticDir;
+use crate::status::{self, Failure};
+use crate::wasm::abi::{self, RouteInfo};
+use crate::wasm::{GuestModule, Runtime};
+
+/// What a route points at, as indices into the site's tables.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    App(usize),
+    Static(usize),
+}
+
+/// One consistent configuration: routes, loaded modules, static roots.
+/// Replaced as a whole, never changed in place, so a request sees one version.
+pub struct Site {
+    router: Router<Target>,
+    apps: Vec<Arc<GuestModule>>,
+    statics: Vec<StaticDir>,
+}
+
+impl Site {
+    /// Loads every module and opens every static directory of a config.
+    pub fn load(config: &Config, runtime: &Runtime) -> anyhow::Result<Site> {
+        let mut app_index = HashMap::new();
+        let mut apps = Vec::new();
+        for (name, app) in &config.apps {
+            let module = runtime
+                .load(name, &app.module, app.limits.clone())
+                .with_context(|| format!("{}: app \"{name}\"", config.path.display()))?;
+            app_index.insert(name.clone(), apps.len());
+            apps.push(Arc::new(module));
+        }
+        let mut statics: Vec<StaticDir> = Vec::new();
+        let mut routes = Vec::new();
+        for route in &config.routes {
+            let target = match &route.target {
+                RouteTarget::App(name) => Target::App(
+                    *app_index
+                        .get(name)
+                        .with_context(|| format!("route {}: unknown app \"{name}\"", route.path))?,
+                ),
+                RouteTarget::Static(dir) => {
+                    let open = StaticDir::open(dir).with_context(|| {
+                        format!(
+                            "{}: static directory {}",
+                            config.path.display(),
+                            dir.display()
+                        )
+                    })?;
+                    statics.push(open);
+                    Target::Static(statics.len() - 1)
+                }
+            };
+            routes.push((route.host.clone(), route.path.clone(), target));
+        }
+        let router =
+            Router::new(routes).map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?;
+        Ok(Site {
+            router,
+            apps,
+            statics,
+        })
+    }
+}
+
+/// A request head matched to its target, before the body is read.
+pub struct Prepared {
+    /// The site version this request runs against, start to finish.
+    site: Arc<Site>,
+    /// The matched route, or the failure to answer with.
+    route: Result<Matched, Failure>,
+    /// Most body bytes this request may carry.
+    pub body_limit: u64,
+}
+
+struct Matched {
+    target: Target,
+    pattern: String,
+    params: Vec<(String, String)>,
+    rest: String,
+}
+
+/// Per-request figures for the access log.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub app: Option<Arc<str>>,
+    pub failure: Option<String>,
+}
+
+/// Routes requests and produces responses; shared by all workers.
+pub struct Dispatcher {
+    runtime: Arc<Runtime>,
+    site: RwLock<Arc<Site>>,
+    /// Body limit for routes without an app (static files, 404s).
+    default_max_body: u64,
+}
+
+impl Dispatcher {
+    pub fn new(runtime: Arc<Runtime>, site: Site, default_max_body: u64) -> Dispatcher {
+        Dispatcher {
+            runtime,
+            site: RwLock::new(Arc::new(site)),
+            default_max_body,
+        }
+    }
+
+    /// The site requests are served from now.
+    pub fn site(&self) -> Arc<Site> {
+        self.site.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the site atomically; requests already prepared keep the old one.
+    pub fn swap_site(&self, site: Site) {
+        *self.site.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(site);
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Routes a head; decides the body limit before any body byte is read.
+    pub fn prepare(&self, head: &RequestHead) -> Prepared {
+        let site = self.site();
+        let host = head
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| host_without_port(v));
+        let route = match site.router.route(host.as_deref(), &head.path) {
+            Ok(Some(m)) => Ok(Matched {
+                target: *m.target,
+                pattern: m.pattern.to_owned(),
+                params: m.params,
+                rest: m.rest,
+            }),
+            Ok(None) => Err(Failure::NoRoute),
+            Err(e) => Err(Failure::BadRouteParam(e.to_string())),
+        };
+        let body_limit = match &route {
+            Ok(Matched {
+                target: Target::App(i),
+                ..
+            }) => site.apps[*i].limits.max_body,
+            _ => self.default_max_body,
+        };
+        Prepared {
+            site,
+            route,
+            body_limit,
+        }
+    }
+
+    /// Produces the response for a complete request.
+    pub fn handle(&self, prepared: Prepared, req: &Request) -> (Response, Outcome) {
+        let mut outcome = Outcome::default();
+        let matched = match prepared.route {
+            Ok(m) => m,
+            Err(failure) => {
+                outcome.failure = Some(failure.to_string());
+                return (
+                    status::failure_response(&failure, req.wants_json()),
+                    outcome,
+                );
+            }
+        };
+        let resp = match matched.target {
+            Target::Static(i) => {
+                let resp = prepared.site.statics[i].serve(req.method, &matched.rest, &req.headers);
+                // The mount point itself ("/static") names a directory; only
+                // here is the mount path known to build its redirect.
+                if resp.status == 301 && resp.header("location").is_none() {
+                    resp.with_header("Location", format!("{}/", req.path))
+                } else {
+                    resp
+                }
+            }
+            Target::App(i) => {
+                let guest = &prepared.site.apps[i];
+                outcome.app = Some(guest.app.clone());
+                self.run_guest(guest, &matched, req, &mut outcome)
+            }
+        };
+        (resp, outcome)
+    }
+
+    fn run_guest(
+        &self,
+        guest: &GuestModule,
+        matched: &Matched,
+        req: &Request,
+        outcome: &mut Outcome,
+    ) -> Response {
+        let params = matched
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let route = RouteInfo {
+            app: &guest.app,
+            pattern: &matched.pattern,
+            params,
+            rest: &matched.rest,
+        };
+        let meta = abi::encode_request_meta(req, &route);
+        let started = Instant::now();
+        let (result, stats) = self.runtime.invoke(guest, &meta, &req.body);
+        match result {
+            Ok(g) => {
+                tracing::debug!(
+                    app = %guest.app,
+                    instantiate_us = stats.instantiate.as_micros() as u64,
+                    run_us = stats.run.as_micros() as u64,
+                    peak_memory = stats.peak_memory,
+                    "guest call"
+                );
+                Response {
+                    status: g.status,
+                    headers: g.headers,
+                    body: if g.body.is_empty() {
+                        Body::Empty
+                    } else {
+                        Body::Bytes(g.body)
+                    },
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    app = %guest.app,
+                    route = %matched.pattern,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    peak_memory = stats.peak_memory,
+                    "guest failed: {e}"
+                );
+                let failure = Failure::Guest(e);
+                outcome.failure = Some(failure.to_string());
+                status::failure_response(&failure, req.wants_json())
+            }
+        }
+    }
+}
+
+/// Lower-cased host name without port; IPv6 literals keep their brackets.
+fn host_without_port(value: &str) -> String {
+    let value = value.trim();
+    let name = if value.starts_with('[') {
+        value.find(']').map_or(value, |end| &value[..=end])
+    } else {
+        value.rsplit_once(':').map_or(value, |(name, _)| name)
+    };
+    name.to_ascii_lowercase()
+}
+
+/// Loads a config file and everything it names into a `Site`.
+pub fn load_site(routes: &Path, runtime: &Runtime) -> anyhow::Result<Site> {
+    let config = crate::config::load_config(routes)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    Site::load(&config, runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port() {
+        let table = [
+            ("example.com", "example.com"),
+            ("Example.COM:8080", "example.com"),
+            ("[::1]:80", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("127.0.0.1:1", "127.0.0.1"),
+        ];
+        for (input, expected) in table {
+            assert_eq!(host_without_port(input), expected);
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! wasmhost: an HTTP/1.1 server that runs web handlers as sandboxed WebAssembly guests.
+//!
+//! See `docs/ARCHITECTURE.md` for the map of this crate.
+
+pub mod config;
+pub mod dispatch;
+pub mod http;
+pub mod limits;
+pub mod router;
+pub mod server;
+pub mod static_files;
+pub mod status;
+pub mod wasm;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+/// Everything needed to start serving.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The routes file.
+    pub routes: PathBuf,
+    /// Connection-layer settings.
+    pub server: server::ServerConfig,
+    /// Body limit for requests not routed to an app.
+    pub max_body: u64,
+}
+
+/// Loads the routes and every module they name, then starts the server.
+pub fn start(options: Options) -> anyhow::Result<server::ServerHandle> {
+    let slots = u32::try_from(options.server.workers * 2 + 16).unwrap_or(u32::MAX);
+    let runtime = Arc::new(wasm::Runtime::new(slots).context("starting the WebAssembly engine")?);
+    let site = dispatch::load_site(&options.routes, &runtime)?;
+    let dispatcher = Arc::new(dispatch::Dispatcher::new(runtime, site, options.max_body));
+    server::start(options.server, dispatcher)
+}

@@ -1,0 +1,145 @@
+//! The one place that decides which HTTP status answers each failure, and the generic error pages.
+
+use crate::http::Response;
+use crate::http::chunked::ChunkedError;
+use crate::http::parse::ParseError;
+use crate::http::response::reason_phrase;
+use crate::wasm::GuestError;
+
+/// Everything that can stop a request from getting a handler's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error("{0}")]
+    Chunked(#[from] ChunkedError),
+    #[error("request body of {len} bytes is larger than the limit of {limit}")]
+    BodyTooLarge { len: u64, limit: u64 },
+    #[error("request header not received in time")]
+    HeaderTimeout,
+    #[error("request body not received in time")]
+    BodyTimeout,
+    #[error("too many requests in progress")]
+    Overloaded,
+    #[error("no route for this path")]
+    NoRoute,
+    #[error("bad route parameter: {0}")]
+    BadRouteParam(String),
+    #[error("guest failed: {0}")]
+    Guest(#[from] GuestError),
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+/// The status code for a failure. Every failure-to-status decision is here.
+pub fn status_of(failure: &Failure) -> u16 {
+    match failure {
+        Failure::Parse(e) => match e {
+            ParseError::RequestLineTooLong => 414,
+            ParseError::HeaderSectionTooLarge | ParseError::TooManyHeaders => 431,
+            ParseError::Malformed(_) | ParseError::Framing(_) => 400,
+            ParseError::UnsupportedVersion => 505,
+            ParseError::MethodNotImplemented => 501,
+            ParseError::ExpectationFailed => 417,
+        },
+        Failure::Chunked(ChunkedError::Malformed(_)) => 400,
+        Failure::Chunked(ChunkedError::TooLarge) | Failure::BodyTooLarge { .. } => 413,
+        Failure::HeaderTimeout | Failure::BodyTimeout => 408,
+        Failure::Overloaded | Failure::ShuttingDown => 503,
+        Failure::NoRoute => 404,
+        Failure::BadRouteParam(_) => 400,
+        Failure::Guest(g) => match g {
+            GuestError::Deadline(_) => 504,
+            GuestError::ResponseTooLarge { .. } => 502,
+            GuestError::Busy => 503,
+            GuestError::OutOfMemory { .. }
+            | GuestError::Trap(_)
+            | GuestError::Exit(_)
+            | GuestError::Malformed(_) => 500,
+        },
+    }
+}
+
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// The response for a failure: a small generic page (or JSON), never the
+/// details, which go to the log only.
+pub fn failure_response(failure: &Failure, wants_json: bool) -> Response {
+    let status = status_of(failure);
+    let resp = error_page(status, wants_json);
+    if status == 503 {
+        resp.with_header("Retry-After", RETRY_AFTER_SECS.to_string())
+    } else {
+        resp
+    }
+}
+
+/// A generic page for a status: HTML by default, JSON when asked for.
+pub fn error_page(status: u16, wants_json: bool) -> Response {
+    let reason = reason_phrase(status);
+    if wants_json {
+        let body = serde_json::json!({ "error": reason, "status": status }).to_string();
+        Response::new(status).with_body("application/json", body)
+    } else {
+        let body = format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{status} {reason}</title></head>\
+             <body><h1>{status} {reason}</h1><p>wasmhost</p></body></html>\n"
+        );
+        Response::new(status).with_body("text/html; charset=utf-8", body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn statuses_by_failure() {
+        let table: Vec<(Failure, u16)> = vec![
+            (ParseError::RequestLineTooLong.into(), 414),
+            (ParseError::HeaderSectionTooLarge.into(), 431),
+            (ParseError::TooManyHeaders.into(), 431),
+            (ParseError::Malformed("x").into(), 400),
+            (ParseError::Framing("x").into(), 400),
+            (ParseError::UnsupportedVersion.into(), 505),
+            (ParseError::MethodNotImplemented.into(), 501),
+            (ParseError::ExpectationFailed.into(), 417),
+            (ChunkedError::Malformed("x").into(), 400),
+            (ChunkedError::TooLarge.into(), 413),
+            (Failure::BodyTooLarge { len: 2, limit: 1 }, 413),
+            (Failure::HeaderTimeout, 408),
+            (Failure::Overloaded, 503),
+            (Failure::NoRoute, 404),
+            (GuestError::Deadline(Duration::from_secs(1)).into(), 504),
+            (GuestError::Trap("x".into()).into(), 500),
+            (GuestError::OutOfMemory { limit: 1 }.into(), 500),
+            (GuestError::Malformed("x".into()).into(), 500),
+            (
+                GuestError::ResponseTooLarge { len: 2, limit: 1 }.into(),
+                502,
+            ),
+            (GuestError::Busy.into(), 503),
+        ];
+        for (failure, status) in table {
+            assert_eq!(status_of(&failure), status, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn pages_never_carry_details() {
+        let failure: Failure = GuestError::Trap("secret detail at 0x1234".into()).into();
+        for json in [false, true] {
+            let resp = failure_response(&failure, json);
+            let crate::http::Body::Bytes(body) = &resp.body else {
+                panic!("no body")
+            };
+            let text = String::from_utf8_lossy(body);
+            assert!(!text.contains("secret"), "{text}");
+            assert!(text.contains("500"), "{text}");
+        }
+        let busy = failure_response(&Failure::Overloaded, false);
+        assert_eq!(busy.header("retry-after"), Some("1"));
+    }
+}

@@ -1,0 +1,229 @@
+//! The host side of the guest ABI's encoding (docs/abi.md §5), as pure functions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::Request;
+
+/// The ABI version this host implements; a module reporting another is refused.
+pub const ABI_VERSION: i32 = 1;
+
+/// Bytes of the little-endian `meta_len` prefix.
+pub const LEN_PREFIX: usize = 4;
+
+/// Where the request was routed, as the guest is told.
+#[derive(Debug, Serialize)]
+pub struct RouteInfo<'a> {
+    pub app: &'a str,
+    pub pattern: &'a str,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub rest: &'a str,
+}
+
+#[derive(Serialize)]
+struct RequestMeta<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    query_params: Vec<(String, String)>,
+    version: &'a str,
+    headers: &'a [(String, String)],
+    cookies: Vec<(&'a str, &'a str)>,
+    route: &'a RouteInfo<'a>,
+    client: String,
+}
+
+/// Serializes the structured part of a request (no prefix, no body).
+pub fn encode_request_meta(req: &Request, route: &RouteInfo<'_>) -> Vec<u8> {
+    let meta = RequestMeta {
+        method: req.method.as_str(),
+        path: &req.path,
+        query: &req.query,
+        query_params: form_urlencoded::parse(req.query.as_bytes())
+            .into_owned()
+            .collect(),
+        version: req.version.as_str(),
+        headers: &req.headers,
+        cookies: parse_cookies(req),
+        route,
+        client: req.client.to_string(),
+    };
+    // Serializing plain strings and numbers into a Vec cannot fail.
+    serde_json::to_vec(&meta).unwrap_or_default()
+}
+
+/// The name/value pairs of every `Cookie` header, in order.
+pub fn parse_cookies(req: &Request) -> Vec<(&str, &str)> {
+    req.header_all("cookie")
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let pair = pair.trim();
+            let (name, value) = pair.split_once('=')?;
+            let name = name.trim();
+            (!name.is_empty()).then(|| (name, value.trim().trim_matches('"')))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseMeta {
+    status: u16,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+}
+
+/// A response as decoded from guest memory, already validated.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GuestResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Headers the host sets itself; a guest's copies are dropped so that the
+/// response framing is always the host's.
+const HOST_OWNED_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "date",
+];
+
+/// Decodes and validates an encoded response. The error says what is wrong,
+/// for the log only.
+pub fn decode_response(bytes: &[u8]) -> Result<GuestResponse, String> {
+    let prefix: [u8; LEN_PREFIX] = bytes
+        .get(..LEN_PREFIX)
+        .and_then(|p| p.try_into().ok())
+        .ok_or("response shorter than its length prefix")?;
+    let meta_len = u32::from_le_bytes(prefix) as usize;
+    let meta_end = LEN_PREFIX
+        .checked_add(meta_len)
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| format!("meta length {meta_len} exceeds the response"))?;
+    let meta: ResponseMeta = serde_json::from_slice(&bytes[LEN_PREFIX..meta_end])
+        .map_err(|e| format!("response meta is not valid: {e}"))?;
+    if !(200..=599).contains(&meta.status) {
+        return Err(format!("status {} is outside 200-599", meta.status));
+    }
+    let mut headers = Vec::with_capacity(meta.headers.len());
+    for (name, value) in meta.headers {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(format!("header name {name:?} is not a token"));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(format!("header {name} has CR, LF or NUL in its value"));
+        }
+        if HOST_OWNED_HEADERS
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            continue;
+        }
+        headers.push((name, value));
+    }
+    Ok(GuestResponse {
+        status: meta.status,
+        headers,
+        body: bytes[meta_end..].to_vec(),
+    })
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(meta: &str, body: &[u8]) -> Vec<u8> {
+        let mut out = (meta.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(meta.as_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn valid_responses_decode() {
+        let all_bytes: Vec<u8> = (0..=255).collect();
+        let table: &[(&str, &[u8], u16, usize)] = &[
+            (r#"{"status":200}"#, b"", 200, 0),
+            (r#"{"status":404,"headers":[["X-A","1"]]}"#, b"nope", 404, 1),
+            (
+                r#"{"status":200,"headers":[["Set-Cookie","a=1"],["Set-Cookie","b=2"]]}"#,
+                &all_bytes,
+                200,
+                2,
+            ),
+            // Framing headers are dropped, the rest kept.
+            (
+                r#"{"status":200,"headers":[["Content-Length","99"],["Transfer-Encoding","chunked"],["X","y"]]}"#,
+                b"",
+                200,
+                1,
+            ),
+        ];
+        for (meta, body, status, nheaders) in table {
+            let r = decode_response(&encode(meta, body)).unwrap();
+            assert_eq!(r.status, *status, "{meta}");
+            assert_eq!(r.headers.len(), *nheaders, "{meta}");
+            assert_eq!(r.body, *body, "{meta}");
+        }
+    }
+
+    #[test]
+    fn malformed_responses_are_refused() {
+        let mut too_long = encode(r#"{"status":200}"#, b"");
+        too_long[0] = 200;
+        let table: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![1, 0],
+            too_long,
+            encode("not json", b""),
+            encode(r#"{"status":99}"#, b""),
+            encode(r#"{"status":600}"#, b""),
+            encode(r#"{"status":"200"}"#, b""),
+            encode(r#"{"status":200,"extra":1}"#, b""),
+            encode(
+                r#"{"status":200,"headers":[["X","a\r\nSet-Cookie: evil=1"]]}"#,
+                b"",
+            ),
+            encode(r#"{"status":200,"headers":[["X","a\nb"]]}"#, b""),
+            encode(r#"{"status":200,"headers":[["Bad Name","v"]]}"#, b""),
+            encode(r#"{"status":200,"headers":[["","v"]]}"#, b""),
+            encode(r#"{"status":200,"headers":[["X:Y","v"]]}"#, b""),
+        ];
+        for bytes in table {
+            assert!(
+                decode_response(&bytes).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn cookies_are_split_in_order() {
+        let req = Request {
+            method: crate::http::Method::Get,
+            path: "/".into(),
+            query: String::new(),
+            version: crate::http::Version::Http11,
+            headers: vec![
+                ("Cookie".into(), "a=1; b=\"2\"".into()),
+                ("Other".into(), "x=9".into()),
+                ("cookie".into(), "c=3;bad; d=".into()),
+            ],
+            body: vec![],
+            client: "127.0.0.1:1".parse().unwrap(),
+        };
+        assert_eq!(
+            parse_cookies(&req),
+            [("a", "1"), ("b", "2"), ("c", "3"), ("d", "")]
+        );
+    }
+}
