@@ -66,6 +66,26 @@ pub const MAX_MAX_RESPONSE: u64 = GIB;
 pub const MAX_MAX_CONCURRENCY: u32 = 10_000;
 /// Largest log-output limit: guest output is buffered per request.
 pub const MAX_LOG_OUTPUT: u64 = 16 * MIB;
+/// Default requests that may wait for one of an app's instance slots: absorbs
+/// a burst as large as the default concurrency; more waiting only adds latency.
+pub const DEFAULT_MAX_QUEUE: u32 = 16;
+/// Most requests that may wait per app: each waiter holds a worker thread.
+pub const MAX_MAX_QUEUE: u32 = 10_000;
+/// Default longest wait for an instance slot: a request that cannot start
+/// within a second is better told to retry (`Retry-After: 1`).
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Smallest fuel budget: a guest's start-up alone needs thousands of units.
+pub const MIN_FUEL: u64 = 10_000;
+/// Largest fuel budget: about four minutes of straight-line Wasm here (5 M
+/// units lasted 1.3 ms), far past any time limit.
+pub const MAX_FUEL: u64 = 1_000_000_000_000;
+/// Largest error page an app may ship: pages are kept in memory per app.
+pub const MAX_ERROR_PAGE: u64 = 64 * KIB;
+/// Statuses an app may ship its own page for: the answers to its own failures.
+pub const ERROR_PAGE_STATUSES: [u16; 4] = [500, 502, 503, 504];
+/// Most bytes of granted environment (names and values): copied into every
+/// instance of the app.
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
 /// Longest app name: app names tag log lines and must stay short.
 pub const MAX_APP_NAME_LEN: usize = 63;
 
@@ -87,6 +107,44 @@ pub struct AppConfig {
     /// The module, joined to the config file's directory if it was relative.
     pub module: PathBuf,
     pub limits: Limits,
+    /// What the app's guests may use beyond clocks and random numbers.
+    pub grants: Grants,
+    /// The app's own pages for its failures, by status, joined to the config
+    /// file's directory if relative (read when the app is loaded).
+    pub error_pages: BTreeMap<u16, PathBuf>,
+}
+
+/// Capabilities granted to an app; everything not listed is denied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grants {
+    /// A host directory the guest may read (never write), and its guest path.
+    pub dir: Option<DirGrant>,
+    /// Environment variables the guest sees.
+    pub env: BTreeMap<String, String>,
+    /// Functions of the `wasmhost` import module the guest may import.
+    pub host: BTreeSet<String>,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Grants {
+            dir: None,
+            env: BTreeMap::new(),
+            host: crate::wasm::DEFAULT_HOST_GRANTS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// A read-only preopened directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The host directory, joined to the config file's directory if relative.
+    pub host: PathBuf,
+    /// Where the guest finds it, e.g. `/data`.
+    pub guest: String,
 }
 
 /// The limits an app's requests run under.
@@ -106,6 +164,12 @@ pub struct Limits {
     pub max_concurrency: u32,
     /// Most captured stdout/stderr per request, in bytes.
     pub log_output: u64,
+    /// Fuel per request (a deterministic instruction budget); `None`: no fuel.
+    pub fuel: Option<u64>,
+    /// Most requests waiting for an instance slot; more are answered 503.
+    pub max_queue: u32,
+    /// Longest a request waits for an instance slot before it is answered 503.
+    pub queue_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -118,6 +182,9 @@ impl Default for Limits {
             max_response: DEFAULT_MAX_RESPONSE,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             log_output: DEFAULT_LOG_OUTPUT,
+            fuel: None,
+            max_queue: DEFAULT_MAX_QUEUE,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
         }
     }
 }
@@ -299,6 +366,23 @@ impl<'de> Deserialize<'de> for RawApps {
 struct RawApp {
     module: String,
     limits: Option<Object<RawLimits>>,
+    grants: Option<Object<RawGrants>>,
+    error_pages: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGrants {
+    dir: Option<Object<RawDirGrant>>,
+    env: Option<BTreeMap<String, String>>,
+    host: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirGrant {
+    host: String,
+    guest: String,
 }
 
 /// Limits stay JSON values here so that a bad one is reported with its full
@@ -313,6 +397,9 @@ struct RawLimits {
     max_response: Option<Value>,
     max_concurrency: Option<Value>,
     log_output: Option<Value>,
+    fuel: Option<Value>,
+    max_queue: Option<Value>,
+    queue_timeout: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -340,6 +427,15 @@ impl Expecting for RawApp {
 
 impl Expecting for RawLimits {
     const EXPECTING: &'static str = "an object of limits";
+}
+
+impl Expecting for RawGrants {
+    const EXPECTING: &'static str = "an object of grants like {\"env\": {\"K\": \"V\"}}";
+}
+
+impl Expecting for RawDirGrant {
+    const EXPECTING: &'static str =
+        "a directory grant like {\"host\": \"data\", \"guest\": \"/data\"}";
 }
 
 impl Expecting for RawRoute {
@@ -403,7 +499,42 @@ pub fn parse_config(text: &str, config_path: &Path) -> Result<Config, ConfigErro
             Some(Object(limits)) => parse_limits(&path, &name, limits)?,
             None => Limits::default(),
         };
-        apps.insert(name, AppConfig { module, limits });
+        let grants = match &app.grants {
+            Some(Object(grants)) => parse_grants(&path, &name, base, grants)?,
+            None => Grants::default(),
+        };
+        let mut error_pages = BTreeMap::new();
+        for (status, file) in app.error_pages.iter().flatten() {
+            let field = format!("apps.{name}.error_pages.{}", one_line(status));
+            let code = status
+                .parse::<u16>()
+                .ok()
+                .filter(|code| ERROR_PAGE_STATUSES.contains(code))
+                .ok_or_else(|| ConfigError::Limit {
+                    path: path.clone(),
+                    field: field.clone(),
+                    message: format!(
+                        "pages can be given for statuses {ERROR_PAGE_STATUSES:?} only"
+                    ),
+                })?;
+            if file.is_empty() {
+                return Err(ConfigError::Limit {
+                    path: path.clone(),
+                    field,
+                    message: "the file name is empty".to_owned(),
+                });
+            }
+            error_pages.insert(code, base.join(file));
+        }
+        apps.insert(
+            name,
+            AppConfig {
+                module,
+                limits,
+                grants,
+                error_pages,
+            },
+        );
     }
 
     let mut routes = Vec::with_capacity(raw.routes.len());
@@ -510,6 +641,33 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
                 module: app.module.clone(),
                 problem,
             });
+        }
+        let grant_dir = app
+            .grants
+            .dir
+            .iter()
+            .map(|d| (d.host.as_path(), true, "grants.dir.host".to_owned()));
+        let pages = app
+            .error_pages
+            .iter()
+            .map(|(code, file)| (file.as_path(), false, format!("error_pages.{code}")));
+        for (file, dir, field) in grant_dir.chain(pages) {
+            let problem = check_kind(file, dir).or_else(|| {
+                let len = fs::metadata(file).map_or(0, |m| m.len());
+                (!dir && len > MAX_ERROR_PAGE).then(|| {
+                    format!(
+                        "is {len} bytes, more than the limit of {}",
+                        fmt_size(MAX_ERROR_PAGE)
+                    )
+                })
+            });
+            if let Some(problem) = problem {
+                return Err(ConfigError::Limit {
+                    path: config.path.clone(),
+                    field: format!("apps.{name}.{field}"),
+                    message: format!("{} {problem}", show(file)),
+                });
+            }
         }
     }
     for (index, route) in config.routes.iter().enumerate() {
@@ -681,6 +839,33 @@ fn parse_limits(path: &Path, app: &str, raw: &RawLimits) -> Result<Limits, Confi
                 )
             })?,
     };
+    let max_queue = match &raw.max_queue {
+        None => DEFAULT_MAX_QUEUE,
+        Some(value) => value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n <= MAX_MAX_QUEUE)
+            .ok_or_else(|| {
+                error(
+                    "max_queue",
+                    format!("{value} is not a whole number from 0 to {MAX_MAX_QUEUE}"),
+                )
+            })?,
+    };
+    let fuel = match &raw.fuel {
+        None => None,
+        Some(value) => Some(
+            value
+                .as_u64()
+                .filter(|n| (MIN_FUEL..=MAX_FUEL).contains(n))
+                .ok_or_else(|| {
+                    error(
+                        "fuel",
+                        format!("{value} is not a whole number from {MIN_FUEL} to {MAX_FUEL}"),
+                    )
+                })?,
+        ),
+    };
     Ok(Limits {
         memory: size(
             "memory",
@@ -707,7 +892,89 @@ fn parse_limits(path: &Path, app: &str, raw: &RawLimits) -> Result<Limits, Confi
             0,
             MAX_LOG_OUTPUT,
         )?,
+        fuel,
+        max_queue,
+        queue_timeout: time("queue_timeout", &raw.queue_timeout, DEFAULT_QUEUE_TIMEOUT)?,
     })
+}
+
+/// Validates an app's grants; relative directories are joined to `base`.
+fn parse_grants(
+    path: &Path,
+    app: &str,
+    base: &Path,
+    raw: &RawGrants,
+) -> Result<Grants, ConfigError> {
+    let error = |field: &str, message: String| ConfigError::Limit {
+        path: path.to_path_buf(),
+        field: format!("apps.{app}.grants.{field}"),
+        message,
+    };
+    let dir = match &raw.dir {
+        None => None,
+        Some(Object(dir)) => {
+            if dir.host.is_empty() {
+                return Err(error("dir.host", "the directory is empty".to_owned()));
+            }
+            let guest_ok = dir.guest.starts_with('/')
+                && !dir.guest.contains('\0')
+                && dir.guest.split('/').all(|seg| seg != "." && seg != "..");
+            if !guest_ok {
+                return Err(error(
+                    "dir.guest",
+                    format!(
+                        "\"{}\" is not an absolute guest path like \"/data\"",
+                        one_line(&dir.guest)
+                    ),
+                ));
+            }
+            Some(DirGrant {
+                host: base.join(&dir.host),
+                guest: dir.guest.clone(),
+            })
+        }
+    };
+    let env = raw.env.clone().unwrap_or_default();
+    let mut env_bytes = 0;
+    for (name, value) in &env {
+        if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+            return Err(error(
+                "env",
+                format!(
+                    "\"{}\" is not a valid variable (a name without `=` or NUL, a value without NUL)",
+                    one_line(name)
+                ),
+            ));
+        }
+        env_bytes += name.len() + value.len() + 2;
+    }
+    if env_bytes > MAX_ENV_BYTES {
+        return Err(error(
+            "env",
+            format!("{env_bytes} bytes of variables, more than the limit of {MAX_ENV_BYTES}"),
+        ));
+    }
+    let host = match &raw.host {
+        None => Grants::default().host,
+        Some(names) => {
+            let mut set = BTreeSet::new();
+            for name in names {
+                if !crate::wasm::HOST_GRANTS.contains(&name.as_str()) {
+                    return Err(error(
+                        "host",
+                        format!(
+                            "unknown host grant \"{}\" (known: {})",
+                            one_line(name),
+                            crate::wasm::HOST_GRANTS.join(", ")
+                        ),
+                    ));
+                }
+                set.insert(name.clone());
+            }
+            set
+        }
+    };
+    Ok(Grants { dir, env, host })
 }
 
 /// Splits `"64 MiB"` into `(64, "MiB")`; `None` unless it is digits, optional
@@ -841,6 +1108,8 @@ mod tests {
             AppConfig {
                 module: PathBuf::from("conf/target/guests/wasm32-wasip1/release/hello.wasm"),
                 limits: Limits::default(),
+                grants: Grants::default(),
+                error_pages: BTreeMap::new(),
             }
         );
         assert_eq!(
@@ -855,7 +1124,10 @@ mod tests {
                     max_response: MIB,
                     max_concurrency: 4,
                     log_output: 8 * KIB,
+                    ..Limits::default()
                 },
+                grants: Grants::default(),
+                error_pages: BTreeMap::new(),
             }
         );
         assert_eq!(config.routes.len(), 5);
@@ -942,6 +1214,9 @@ mod tests {
             max_response: 16 * MIB,
             max_concurrency: 16,
             log_output: 64 * KIB,
+            fuel: None,
+            max_queue: 16,
+            queue_timeout: Duration::from_secs(1),
         };
         assert_eq!(Limits::default(), want);
         // (limits object, expected limits): absent and empty mean all defaults,
@@ -1096,6 +1371,108 @@ mod tests {
                 }
                 (got, _) => panic!("{value}: {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn sandbox_limits() {
+        let c = match parse(&with_limits(
+            r#"{"fuel": 5000000, "max_queue": 0, "queue_timeout": "250ms"}"#,
+        )) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let limits = &c.apps["a"].limits;
+        assert_eq!(limits.fuel, Some(5_000_000));
+        assert_eq!(limits.max_queue, 0);
+        assert_eq!(limits.queue_timeout, Duration::from_millis(250));
+        // (limits object, the end of the error message)
+        let table = [
+            (
+                r#"{"fuel": 10}"#,
+                "apps.a.limits.fuel: 10 is not a whole number from 10000 to 1000000000000",
+            ),
+            (
+                r#"{"fuel": "1 MiB"}"#,
+                r#"apps.a.limits.fuel: "1 MiB" is not a whole number from 10000 to 1000000000000"#,
+            ),
+            (
+                r#"{"max_queue": -1}"#,
+                "apps.a.limits.max_queue: -1 is not a whole number from 0 to 10000",
+            ),
+            (
+                r#"{"queue_timeout": "11m"}"#,
+                r#"apps.a.limits.queue_timeout: "11m" is out of range (1ms to 10m)"#,
+            ),
+        ];
+        for (limits, want) in table {
+            assert_eq!(error(&with_limits(limits)), format!("{PATH}: {want}"));
+        }
+    }
+
+    #[test]
+    fn grants_and_error_pages() {
+        let app = |settings: &str| {
+            format!(
+                r#"{{"apps": {{"a": {{"module": "a.wasm", {settings}}}}},
+                    "routes": [{{"path": "/", "app": "a"}}]}}"#
+            )
+        };
+        let c = match parse(&app(
+            r#""grants": {"dir": {"host": "data", "guest": "/data"}, "env": {"K": "V"}, "host": []},
+               "error_pages": {"504": "pages/slow.html"}"#,
+        )) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let a = &c.apps["a"];
+        assert_eq!(
+            a.grants,
+            Grants {
+                dir: Some(DirGrant {
+                    host: PathBuf::from("conf/data"),
+                    guest: "/data".to_owned(),
+                }),
+                env: BTreeMap::from([("K".to_owned(), "V".to_owned())]),
+                host: BTreeSet::new(),
+            }
+        );
+        assert_eq!(
+            a.error_pages,
+            BTreeMap::from([(504, PathBuf::from("conf/pages/slow.html"))])
+        );
+        // No grants: nothing but the default host functions.
+        let c = match parse(&app(r#""grants": {}"#)) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(c.apps["a"].grants, Grants::default());
+        assert_eq!(Grants::default().host, BTreeSet::from(["log".to_owned()]));
+        // (settings, the end of the error message)
+        let table = [
+            (
+                r#""grants": {"dir": {"host": "data", "guest": "data"}}"#,
+                r#"apps.a.grants.dir.guest: "data" is not an absolute guest path like "/data""#,
+            ),
+            (
+                r#""grants": {"dir": {"host": "data", "guest": "/x/../y"}}"#,
+                r#"apps.a.grants.dir.guest: "/x/../y" is not an absolute guest path like "/data""#,
+            ),
+            (
+                r#""grants": {"env": {"A=B": "1"}}"#,
+                r#"apps.a.grants.env: "A=B" is not a valid variable (a name without `=` or NUL, a value without NUL)"#,
+            ),
+            (
+                r#""grants": {"host": ["log", "sockets"]}"#,
+                r#"apps.a.grants.host: unknown host grant "sockets" (known: log)"#,
+            ),
+            (
+                r#""error_pages": {"404": "x.html"}"#,
+                "apps.a.error_pages.404: pages can be given for statuses [500, 502, 503, 504] only",
+            ),
+        ];
+        for (settings, want) in table {
+            assert_eq!(error(&app(settings)), format!("{PATH}: {want}"));
         }
     }
 

@@ -13,6 +13,7 @@ use anyhow::Context;
 use crate::config::{Config, RouteTarget};
 use crate::http::parse::RequestHead;
 use crate::http::{Body, Request, Response};
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::static_files::StaticDir;
 use crate::status::{self, Failure};
@@ -37,14 +38,30 @@ pub struct Site {
 impl Site {
     /// Loads every module and opens every static directory of a config.
     pub fn load(config: &Config, runtime: &Runtime) -> anyhow::Result<Site> {
-        let mut app_index = HashMap::new();
-        let mut apps = Vec::new();
+        let mut modules = HashMap::new();
         for (name, app) in &config.apps {
             let module = runtime
-                .load(name, &app.module, app.limits.clone())
+                .load_app(name, app)
                 .with_context(|| format!("{}: app \"{name}\"", config.path.display()))?;
+            modules.insert(name.clone(), Arc::new(module));
+        }
+        Site::assemble(config, &modules)
+    }
+
+    /// Builds a site from modules already loaded (one per app of `config`),
+    /// opening the static directories; hot swaps use it to reuse unchanged modules.
+    pub fn assemble(
+        config: &Config,
+        modules: &HashMap<String, Arc<GuestModule>>,
+    ) -> anyhow::Result<Site> {
+        let mut app_index = HashMap::new();
+        let mut apps = Vec::new();
+        for name in config.apps.keys() {
+            let module = modules.get(name).with_context(|| {
+                format!("{}: app \"{name}\" is not loaded", config.path.display())
+            })?;
             app_index.insert(name.clone(), apps.len());
-            apps.push(Arc::new(module));
+            apps.push(module.clone());
         }
         let mut statics: Vec<StaticDir> = Vec::new();
         let mut routes = Vec::new();
@@ -101,6 +118,8 @@ struct Matched {
 pub struct Outcome {
     pub app: Option<Arc<str>>,
     pub failure: Option<String>,
+    /// Figures of the guest call (instantiation, guest time, peak memory).
+    pub guest: Option<crate::wasm::CallStats>,
 }
 
 /// Routes requests and produces responses; shared by all workers.
@@ -109,6 +128,8 @@ pub struct Dispatcher {
     site: RwLock<Arc<Site>>,
     /// Body limit for routes without an app (static files, 404s).
     default_max_body: u64,
+    /// Per-app counters, kept across site swaps.
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
@@ -117,7 +138,12 @@ impl Dispatcher {
             runtime,
             site: RwLock::new(Arc::new(site)),
             default_max_body,
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The site requests are served from now.
@@ -206,6 +232,27 @@ impl Dispatcher {
         req: &Request,
         outcome: &mut Outcome,
     ) -> Response {
+        let metrics = self.metrics.app(&guest.app);
+        metrics
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let started = Instant::now();
+        let resp = self.call_guest(guest, matched, req, outcome, &metrics);
+        metrics
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.observe(resp.status, started.elapsed());
+        resp
+    }
+
+    fn call_guest(
+        &self,
+        guest: &GuestModule,
+        matched: &Matched,
+        req: &Request,
+        outcome: &mut Outcome,
+        metrics: &crate::metrics::AppMetrics,
+    ) -> Response {
         let params = matched
             .params
             .iter()
@@ -220,6 +267,7 @@ impl Dispatcher {
         let meta = abi::encode_request_meta(req, &route);
         let started = Instant::now();
         let (result, stats) = self.runtime.invoke(guest, &meta, &req.body);
+        outcome.guest = Some(stats);
         match result {
             Ok(g) => {
                 tracing::debug!(
@@ -240,16 +288,25 @@ impl Dispatcher {
                 }
             }
             Err(e) => {
+                if let Some(kind) = e.limit_kind() {
+                    metrics.limit_hit(kind);
+                } else if e.is_trap() {
+                    metrics
+                        .traps
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                // The one log line of this event: app, route, limit, figure.
                 tracing::warn!(
                     app = %guest.app,
                     route = %matched.pattern,
+                    limit = e.limit_kind().unwrap_or("-"),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     peak_memory = stats.peak_memory,
                     "guest failed: {e}"
                 );
                 let failure = Failure::Guest(e);
                 outcome.failure = Some(failure.to_string());
-                status::failure_response(&failure, req.wants_json())
+                status::failure_response_for_app(&failure, req.wants_json(), &guest.error_pages)
             }
         }
     }

@@ -2,15 +2,24 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the map of this crate.
 
+pub mod admin;
 pub mod config;
+pub mod deploy;
 pub mod dispatch;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod router;
 pub mod server;
+pub mod sessions;
 pub mod static_files;
 pub mod status;
+pub mod storage;
+pub mod supervisor;
 pub mod wasm;
+pub mod watcher;
+
+pub use supervisor::{Host, HotSwap, start_host};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,9 +39,17 @@ pub struct Options {
 
 /// Loads the routes and every module they name, then starts the server.
 pub fn start(options: Options) -> anyhow::Result<server::ServerHandle> {
-    let slots = u32::try_from(options.server.workers * 2 + 16).unwrap_or(u32::MAX);
-    let runtime = Arc::new(wasm::Runtime::new(slots).context("starting the WebAssembly engine")?);
+    let runtime = new_runtime(&options)?;
     let site = dispatch::load_site(&options.routes, &runtime)?;
     let dispatcher = Arc::new(dispatch::Dispatcher::new(runtime, site, options.max_body));
     server::start(options.server, dispatcher)
+}
+
+/// The WebAssembly runtime sized for the server's workers (shared by `start`
+/// and `start_host`).
+pub fn new_runtime(options: &Options) -> anyhow::Result<Arc<wasm::Runtime>> {
+    let slots = u32::try_from(options.server.workers * 2 + 16).unwrap_or(u32::MAX);
+    let runtime = Arc::new(wasm::Runtime::new(slots).context("starting the WebAssembly engine")?);
+    runtime.set_workers(options.server.workers);
+    Ok(runtime)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use wasmhost::server::{ServerConfig, default_workers};
 use wasmhost::{Options, limits};
@@ -25,6 +25,54 @@ struct Cli {
 enum Command {
     /// Serve the apps and static directories named in a routes file (the default).
     Serve(ServeArgs),
+    /// Deploy a module to an app of a running host (through its admin API).
+    Deploy {
+        /// The app, as named in routes.json.
+        app: String,
+        /// The module to deploy.
+        file: PathBuf,
+        #[command(flatten)]
+        admin: AdminClientArgs,
+    },
+    /// Roll an app of a running host back to its previous version.
+    Rollback {
+        /// The app, as named in routes.json.
+        app: String,
+        #[command(flatten)]
+        admin: AdminClientArgs,
+    },
+    /// Show the apps of a running host: routes, version, load time, status.
+    Status {
+        /// Print the admin API's JSON as is.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminClientArgs,
+    },
+    /// Check a routes file and load every module it names, without serving.
+    Check {
+        /// The routes file.
+        #[arg(long, default_value = "routes.json")]
+        routes: PathBuf,
+    },
+}
+
+/// How the CLI reaches a running host's admin API.
+#[derive(clap::Args)]
+struct AdminClientArgs {
+    /// The admin API's base URL.
+    #[arg(
+        long = "admin",
+        default_value = "http://127.0.0.1:8081",
+        env = "WASMHOST_ADMIN"
+    )]
+    url: String,
+    /// The admin token.
+    #[arg(long, env = "WASMHOST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A file holding the admin token.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -50,6 +98,21 @@ struct ServeArgs {
     /// Seconds allowed to receive a request's header section.
     #[arg(long, default_value_t = limits::DEFAULT_HEADER_TIMEOUT.as_secs())]
     header_timeout: u64,
+    /// Address of the admin API (which runs only when a token is set).
+    #[arg(long, default_value = wasmhost::admin::DEFAULT_LISTEN)]
+    admin_listen: SocketAddr,
+    /// Token that admin requests must present as `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "WASMHOST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A file holding the admin token.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Directory where deployed modules are kept.
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Do not watch routes.json and the modules for changes.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 impl Default for ServeArgs {
@@ -62,6 +125,11 @@ impl Default for ServeArgs {
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
             idle_timeout: limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
             header_timeout: limits::DEFAULT_HEADER_TIMEOUT.as_secs(),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_token: std::env::var("WASMHOST_ADMIN_TOKEN").ok(),
+            admin_token_file: None,
+            data: PathBuf::from("data"),
+            no_watch: false,
         }
     }
 }
@@ -85,6 +153,10 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args),
+        Command::Deploy { app, file, admin } => deploy(&app, &file, &admin),
+        Command::Rollback { app, admin } => rollback(&app, &admin),
+        Command::Status { json, admin } => status(json, &admin),
+        Command::Check { routes } => check(&routes),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,21 +187,172 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.max_connections = args.max_connections;
     server.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     server.header_timeout = std::time::Duration::from_secs(args.header_timeout);
-    let handle = wasmhost::start(Options {
-        routes: args.routes,
-        server,
-        max_body: args.max_body,
-    })?;
+    let token = read_token(args.admin_token, args.admin_token_file.as_deref())?;
+    let hot = wasmhost::HotSwap {
+        watch: !args.no_watch,
+        admin: token.map(|token| wasmhost::admin::AdminConfig {
+            listen: args.admin_listen,
+            token,
+        }),
+        data_dir: Some(args.data),
+    };
+    let handle = wasmhost::start_host(
+        Options {
+            routes: args.routes,
+            server,
+            max_body: args.max_body,
+        },
+        hot,
+    )?;
     let stopper = handle.stopper();
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let reload = handle.reload_trigger();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
                 tracing::info!(signal, "signal received");
-                stopper.stop();
+                if signal == SIGHUP {
+                    reload.reload();
+                    continue;
+                }
+                if let Some(stopper) = &stopper {
+                    stopper.stop();
+                }
+                break;
             }
         })?;
     println!("wasmhost listening on http://{}", handle.local_addr());
+    if let Some(addr) = handle.admin_addr() {
+        println!("admin API on http://{addr}");
+    }
     handle.join()
+}
+
+/// The admin token from a file (first) or a flag/environment value; an empty one is an error.
+fn read_token(
+    token: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    let token = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot read the admin token file {}: {e}", path.display())
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        None => token.map(|t| t.trim().to_owned()),
+    };
+    match token {
+        Some(t) if t.is_empty() => anyhow::bail!("the admin token is empty"),
+        other => Ok(other),
+    }
+}
+
+/// One admin API call; a non-2xx answer becomes an error carrying its reason.
+fn admin_call(
+    args: &AdminClientArgs,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<serde_json::Value> {
+    let token = read_token(args.admin_token.clone(), args.admin_token_file.as_deref())?
+        .ok_or_else(|| {
+            anyhow::anyhow!("no admin token: pass --admin-token or set WASMHOST_ADMIN_TOKEN")
+        })?;
+    let answer = wasmhost::admin::call(&args.url, &token, method, path, body)?;
+    if !(200..300).contains(&answer.status) {
+        anyhow::bail!("{} ({})", answer.reason(), answer.status);
+    }
+    serde_json::from_str(&answer.body)
+        .map_err(|e| anyhow::anyhow!("malformed answer from {}: {e}", args.url))
+}
+
+fn deploy(app: &str, file: &std::path::Path, admin: &AdminClientArgs) -> anyhow::Result<()> {
+    let len = std::fs::metadata(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
+        .len();
+    if len > wasmhost::deploy::MAX_MODULE_BYTES {
+        anyhow::bail!(
+            "{} is {len} bytes; the limit is {} bytes",
+            file.display(),
+            wasmhost::deploy::MAX_MODULE_BYTES
+        );
+    }
+    let bytes =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let answer = admin_call(admin, "PUT", &format!("/apps/{app}/module"), &bytes)
+        .map_err(|e| e.context(format!("deploying {} to {app}", file.display())))?;
+    let version = answer["version"].as_str().unwrap_or("?");
+    if answer["changed"] == false {
+        println!("{app} already runs version {version}");
+    } else {
+        println!("deployed {app} version {version}");
+    }
+    Ok(())
+}
+
+fn rollback(app: &str, admin: &AdminClientArgs) -> anyhow::Result<()> {
+    let answer = admin_call(admin, "POST", &format!("/apps/{app}/rollback"), b"")
+        .map_err(|e| e.context(format!("rolling back {app}")))?;
+    println!(
+        "rolled back {app} to version {}",
+        answer["version"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+fn status(json: bool, admin: &AdminClientArgs) -> anyhow::Result<()> {
+    let answer = admin_call(admin, "GET", "/apps", b"")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<12} {:<6} {:<6} {:<29} ROUTES",
+        "APP", "VERSION", "ORIGIN", "STATUS", "LOADED"
+    );
+    for app in answer["apps"].as_array().into_iter().flatten() {
+        let loaded = app["loaded_at"].as_u64().map_or_else(String::new, |secs| {
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        });
+        let routes: Vec<String> = app["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| match r["host"].as_str() {
+                Some(host) => format!("{host}{}", r["path"].as_str().unwrap_or("")),
+                None => r["path"].as_str().unwrap_or("").to_owned(),
+            })
+            .collect();
+        let version = app["version"].as_str().unwrap_or("");
+        println!(
+            "{:<20} {:<12} {:<6} {:<6} {:<29} {}",
+            app["name"].as_str().unwrap_or(""),
+            &version[..version.len().min(12)],
+            app["origin"].as_str().unwrap_or(""),
+            app["status"].as_str().unwrap_or(""),
+            loaded,
+            routes.join(" ")
+        );
+        if let Some(message) = app["last_error"]["message"].as_str() {
+            println!("    last error: {message}");
+        }
+    }
+    if let Some(message) = answer["config_error"]["message"].as_str() {
+        println!("config error: {message}");
+    }
+    Ok(())
+}
+
+/// Like `nginx -t`: everything `serve` would load, without serving.
+fn check(routes: &std::path::Path) -> anyhow::Result<()> {
+    /// Instance slots for validation: one module is instantiated at a time.
+    const CHECK_SLOTS: u32 = 4;
+    let runtime = wasmhost::wasm::Runtime::new(CHECK_SLOTS)?;
+    wasmhost::dispatch::load_site(routes, &runtime)?;
+    println!("ok");
+    Ok(())
 }

@@ -1,5 +1,7 @@
 //! The one place that decides which HTTP status answers each failure, and the generic error pages.
 
+use std::collections::BTreeMap;
+
 use crate::http::Response;
 use crate::http::chunked::ChunkedError;
 use crate::http::parse::ParseError;
@@ -49,13 +51,17 @@ pub fn status_of(failure: &Failure) -> u16 {
         Failure::NoRoute => 404,
         Failure::BadRouteParam(_) => 400,
         Failure::Guest(g) => match g {
-            GuestError::Deadline(_) => 504,
+            GuestError::CpuTime { .. } | GuestError::WallTime { .. } | GuestError::Fuel { .. } => {
+                504
+            }
             GuestError::ResponseTooLarge { .. } => 502,
-            GuestError::Busy => 503,
+            GuestError::Busy | GuestError::Concurrency { .. } => 503,
             GuestError::OutOfMemory { .. }
+            | GuestError::StackOverflow { .. }
             | GuestError::Trap(_)
             | GuestError::Exit(_)
-            | GuestError::Malformed(_) => 500,
+            | GuestError::Malformed(_)
+            | GuestError::Setup(_) => 500,
         },
     }
 }
@@ -68,6 +74,39 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 pub fn failure_response(failure: &Failure, wants_json: bool) -> Response {
     let status = status_of(failure);
     let resp = error_page(status, wants_json);
+    if status == 503 {
+        resp.with_header("Retry-After", RETRY_AFTER_SECS.to_string())
+    } else {
+        resp
+    }
+}
+
+/// A page an app ships for one of its failure statuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// An app's pages by status (only `config::ERROR_PAGE_STATUSES` are loaded).
+pub type ErrorPages = BTreeMap<u16, ErrorPage>;
+
+/// As [`failure_response`], but with the app's own page for the status if it
+/// has one. A client asking for JSON gets the generic JSON unless the app's
+/// page is JSON itself.
+pub fn failure_response_for_app(
+    failure: &Failure,
+    wants_json: bool,
+    pages: &ErrorPages,
+) -> Response {
+    let status = status_of(failure);
+    let page = pages
+        .get(&status)
+        .filter(|p| !wants_json || p.content_type.contains("json"));
+    let Some(page) = page else {
+        return failure_response(failure, wants_json);
+    };
+    let resp = Response::new(status).with_body(&page.content_type, page.body.clone());
     if status == 503 {
         resp.with_header("Retry-After", RETRY_AFTER_SECS.to_string())
     } else {
@@ -112,9 +151,42 @@ mod tests {
             (Failure::HeaderTimeout, 408),
             (Failure::Overloaded, 503),
             (Failure::NoRoute, 404),
-            (GuestError::Deadline(Duration::from_secs(1)).into(), 504),
+            (
+                GuestError::CpuTime {
+                    limit: Duration::from_secs(1),
+                    used: Duration::from_secs(1),
+                }
+                .into(),
+                504,
+            ),
+            (
+                GuestError::WallTime {
+                    limit: Duration::from_secs(1),
+                    elapsed: Duration::from_secs(1),
+                }
+                .into(),
+                504,
+            ),
+            (GuestError::Fuel { limit: 1 }.into(), 504),
+            (GuestError::StackOverflow { limit: 1 }.into(), 500),
+            (GuestError::Exit(1).into(), 500),
+            (
+                GuestError::Concurrency {
+                    limit: 1,
+                    reason: "x".into(),
+                }
+                .into(),
+                503,
+            ),
             (GuestError::Trap("x".into()).into(), 500),
-            (GuestError::OutOfMemory { limit: 1 }.into(), 500),
+            (
+                GuestError::OutOfMemory {
+                    limit: 1,
+                    wanted: 2,
+                }
+                .into(),
+                500,
+            ),
             (GuestError::Malformed("x".into()).into(), 500),
             (
                 GuestError::ResponseTooLarge { len: 2, limit: 1 }.into(),
@@ -141,5 +213,33 @@ mod tests {
         }
         let busy = failure_response(&Failure::Overloaded, false);
         assert_eq!(busy.header("retry-after"), Some("1"));
+    }
+
+    #[test]
+    fn apps_may_ship_their_own_pages() {
+        let mut pages = ErrorPages::new();
+        pages.insert(
+            503,
+            ErrorPage {
+                content_type: "text/html; charset=utf-8".into(),
+                body: b"<p>busy, sorry</p>".to_vec(),
+            },
+        );
+        let busy: Failure = GuestError::Concurrency {
+            limit: 1,
+            reason: "x".into(),
+        }
+        .into();
+        let resp = failure_response_for_app(&busy, false, &pages);
+        assert_eq!(resp.status, 503);
+        assert_eq!(resp.header("retry-after"), Some("1"));
+        assert!(matches!(&resp.body, crate::http::Body::Bytes(b) if b == b"<p>busy, sorry</p>"));
+        // JSON clients get the generic JSON; other statuses the generic page.
+        let json = failure_response_for_app(&busy, true, &pages);
+        assert_eq!(json.header("content-type"), Some("application/json"));
+        let trap: Failure = GuestError::Trap("x".into()).into();
+        let resp = failure_response_for_app(&trap, false, &pages);
+        assert_eq!(resp.status, 500);
+        assert!(matches!(&resp.body, crate::http::Body::Bytes(b) if b.starts_with(b"<!doctype")));
     }
 }

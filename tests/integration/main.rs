@@ -1,1 +1,10 @@
+//! The one integration-test binary: real servers on 127.0.0.1:0, spoken to over raw TCP.
 
+mod support;
+
+mod cli;
+mod guests;
+mod hotswap;
+mod http;
+mod sandbox;
+mod static_files;

@@ -92,6 +92,15 @@ pub fn parse_head(buf: &[u8]) -> Result<HeadParse, ParseError> {
     if len > MAX_HEADER_SECTION {
         return Err(ParseError::HeaderSectionTooLarge);
     }
+    // httparse accepts a bare LF as a line end; RFC 9112 allows refusing it,
+    // and a server stricter than the proxies in front of it cannot be smuggled past.
+    if buf[..len]
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || buf[i - 1] != b'\r'))
+    {
+        return Err(ParseError::Malformed("line not ended by CRLF"));
+    }
     let head = validate(&req)?;
     Ok(HeadParse::Complete { head, len })
 }
@@ -100,10 +109,18 @@ fn map_httparse_error(e: httparse::Error, buf: &[u8]) -> ParseError {
     match e {
         httparse::Error::TooManyHeaders => ParseError::TooManyHeaders,
         httparse::Error::Version => {
-            // "HTTP/2.0" is a version we do not speak; anything else is garbage.
+            // "GET / HTTP/2.0" is a version we do not speak; anything else is garbage.
             let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-            let is_http = line.windows(6).any(|w| w == b" HTTP/" && line.len() >= 3);
-            if is_http {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            let is_version = |v: &[u8]| {
+                v.len() == 8
+                    && v.starts_with(b"HTTP/")
+                    && v[5].is_ascii_digit()
+                    && v[6] == b'.'
+                    && v[7].is_ascii_digit()
+            };
+            if parts.len() == 3 && is_version(parts[2]) {
                 ParseError::UnsupportedVersion
             } else {
                 ParseError::Malformed("invalid HTTP version")
@@ -422,6 +439,9 @@ mod tests {
             "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", // fragment
             "GET * HTTP/1.1\r\nHost: a\r\n\r\n",  // asterisk outside OPTIONS
             "G@T / HTTP/1.1\r\nHost: a\r\n\r\n",  // bad method token
+            "GET / HTTP/1.1\nHost: a\n\n",        // bare LF line ends
+            "GET / HTTP/1.1\r\nHost: a\n\r\n",    // one bare LF
+            "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", // space in target
         ];
         for raw in table {
             match parse(raw) {

@@ -282,6 +282,10 @@ impl EventLoop {
                 duration_us = started.elapsed().as_micros() as u64,
                 app = outcome.app.as_deref().unwrap_or("-"),
                 failure = outcome.failure.as_deref().unwrap_or(""),
+                queued_us = outcome.guest.map_or(0, |g| g.queued.as_micros() as u64),
+                instantiate_us = outcome.guest.map_or(0, |g| g.instantiate.as_micros() as u64),
+                guest_us = outcome.guest.map_or(0, |g| g.run.as_micros() as u64),
+                peak_memory = outcome.guest.map_or(0, |g| g.peak_memory),
             );
             let _ = tx.send(Done {
                 key,

@@ -1,23 +1,28 @@
 //! Running guests: one wasmtime engine, modules checked against the ABI at load, a fresh instance per request.
 
 pub mod abi;
+pub mod gate;
 pub mod log_sink;
+mod poll;
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wasmtime::{
     Caller, Config, Enabled, Engine, ExternType, FuncType, InstanceAllocationStrategy, InstancePre,
-    Linker, Module, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
+    Linker, Module, PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
 };
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::config::Limits;
+use crate::config::{AppConfig, Grants, Limits, MAX_ERROR_PAGE};
+use crate::status::{ErrorPage, ErrorPages};
 use abi::{ABI_VERSION, GuestResponse, LEN_PREFIX};
+use gate::{Bounds, Gate, Gates, Refused};
 use log_sink::LogSink;
 
 /// How often the shared ticker advances the engine's epoch; CPU deadlines are
@@ -44,16 +49,88 @@ const POOL_MAX_MEMORY: usize = 4 << 30;
 const WASI_MODULE: &str = "wasi_snapshot_preview1";
 const HOST_MODULE: &str = "wasmhost";
 
+/// Every function of the `wasmhost` import module, with the grant (a name in
+/// an app's `grants.host`) that allows importing it. A module importing a
+/// function its app is not granted is refused at load. A service with several
+/// functions (storage, sessions) puts them all under one grant name.
+pub const HOST_FUNCTIONS: &[(&str, &str)] = &[("log", "log")];
+
+/// The grant names `grants.host` may list: every grant in `HOST_FUNCTIONS`.
+pub const HOST_GRANTS: &[&str] = &["log"];
+
+/// Host functions granted when an app's `grants.host` is not given: logging
+/// reveals nothing and reaches nothing outside the app.
+pub const DEFAULT_HOST_GRANTS: &[&str] = &["log"];
+
+/// WASI functions no app is granted, by name prefix: p1 sockets work only on
+/// preopened sockets, which the host never gives, so importing them can only
+/// be a mistake or a probe.
+const DENIED_WASI_PREFIXES: &[&str] = &["sock_"];
+
 /// What a store carries for the duration of one request.
 pub struct GuestState {
     /// WASI preview 1: clocks, random, stdout/stderr into `log`.
     wasi: WasiP1Ctx,
     /// Memory and table limits for this request.
     budget: Budget,
+    /// The request's time budgets and where it stands against them.
+    timing: Timing,
     /// The app, to tag log lines.
     app: Arc<str>,
     /// Captured output (stdout, stderr, `wasmhost.log`).
     log: LogSink,
+}
+
+/// The time budgets of one store. Epochs tick in wall time and are only
+/// seen while Wasm runs, so the epoch callback (and `poll_oneoff`, the one
+/// host call that blocks) compares against these instead of trusting ticks.
+struct Timing {
+    /// When the store was created: wall time counts from here.
+    started: Instant,
+    /// Longest the request may take, host calls included.
+    wall_limit: Duration,
+    /// Longest the guest may run: wall time minus time spent sleeping.
+    cpu_limit: Duration,
+    /// Time spent blocked in host calls (sleeping), not counted as running.
+    waited: Duration,
+    /// Why the guest was stopped, if it was stopped for time.
+    stop: Option<Stop>,
+}
+
+/// A time budget that ran out, and the figure reached.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// Guest running time reached.
+    Cpu(Duration),
+    /// Wall time reached.
+    Wall(Duration),
+}
+
+impl Timing {
+    /// Called when the epoch deadline passes: stop the guest if a budget is
+    /// spent, or else sleep until the nearer one could be.
+    fn on_epoch(&mut self) -> UpdateDeadline {
+        let elapsed = self.started.elapsed();
+        let running = elapsed.saturating_sub(self.waited);
+        if elapsed >= self.wall_limit {
+            self.stop = Some(Stop::Wall(elapsed));
+            return UpdateDeadline::Interrupt;
+        }
+        if running >= self.cpu_limit {
+            self.stop = Some(Stop::Cpu(running));
+            return UpdateDeadline::Interrupt;
+        }
+        let left = (self.wall_limit - elapsed).min(self.cpu_limit - running);
+        UpdateDeadline::Continue(ticks(left))
+    }
+}
+
+/// Epoch ticks covering `d`, at least one.
+fn ticks(d: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_micros().max(1);
+    u64::try_from(d.as_micros().div_ceil(tick))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// The resource limiter of one store: the app's memory ceiling, recording
@@ -62,6 +139,8 @@ struct Budget {
     memory_limit: usize,
     peak_memory: usize,
     memory_denied: bool,
+    /// The size the guest asked for when it was refused.
+    memory_wanted: usize,
 }
 
 impl ResourceLimiter for Budget {
@@ -73,6 +152,7 @@ impl ResourceLimiter for Budget {
     ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit || maximum.is_some_and(|m| desired > m) {
             self.memory_denied = true;
+            self.memory_wanted = self.memory_wanted.max(desired);
             return Ok(false);
         }
         self.peak_memory = self.peak_memory.max(desired);
@@ -103,23 +183,59 @@ impl ResourceLimiter for Budget {
 /// a few thousand entries.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// Why a guest failed to produce a response. `status.rs` maps each to a status.
+/// Why a guest failed to produce a response. `status.rs` maps each to a
+/// status; each message names the limit and the figure reached.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    #[error("CPU time limit of {0:?} exceeded")]
-    Deadline(Duration),
-    #[error("memory limit of {limit} bytes reached")]
-    OutOfMemory { limit: u64 },
+    #[error("cpu_time limit of {limit:?} reached (guest ran {used:.3?})")]
+    CpuTime { limit: Duration, used: Duration },
+    #[error("wall_time limit of {limit:?} reached (request took {elapsed:.3?})")]
+    WallTime { limit: Duration, elapsed: Duration },
+    #[error("fuel limit of {limit} units used up")]
+    Fuel { limit: u64 },
+    #[error("memory limit of {limit} bytes reached (guest asked for {wanted} bytes)")]
+    OutOfMemory { limit: u64, wanted: u64 },
+    #[error("stack limit of {limit} bytes reached (Wasm stack overflow)")]
+    StackOverflow { limit: usize },
     #[error("trap: {0}")]
     Trap(String),
     #[error("guest exited with status {0}")]
     Exit(i32),
     #[error("malformed response: {0}")]
     Malformed(String),
-    #[error("response of {len} bytes exceeds the limit of {limit}")]
+    #[error("max_response limit of {limit} bytes exceeded (response of {len} bytes)")]
     ResponseTooLarge { len: u64, limit: u64 },
-    #[error("no instance slot free")]
+    #[error("max_concurrency limit of {limit} reached ({reason})")]
+    Concurrency { limit: u32, reason: String },
+    #[error("no instance slot free in the engine's pool")]
     Busy,
+    #[error("cannot set up the instance: {0}")]
+    Setup(String),
+}
+
+impl GuestError {
+    /// The limit this failure hit, by its name in `routes.json` and metrics.
+    pub fn limit_kind(&self) -> Option<&'static str> {
+        match self {
+            GuestError::CpuTime { .. } => Some("cpu_time"),
+            GuestError::WallTime { .. } => Some("wall_time"),
+            GuestError::Fuel { .. } => Some("fuel"),
+            GuestError::OutOfMemory { .. } => Some("memory"),
+            GuestError::StackOverflow { .. } => Some("stack"),
+            GuestError::ResponseTooLarge { .. } => Some("max_response"),
+            GuestError::Concurrency { .. } => Some("max_concurrency"),
+            GuestError::Trap(_)
+            | GuestError::Exit(_)
+            | GuestError::Malformed(_)
+            | GuestError::Busy
+            | GuestError::Setup(_) => None,
+        }
+    }
+
+    /// Whether this is a guest trap that no limit explains.
+    pub fn is_trap(&self) -> bool {
+        matches!(self, GuestError::Trap(_))
+    }
 }
 
 /// Why a module could not be loaded.
@@ -134,20 +250,42 @@ pub enum LoadError {
     Compile { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Abi { path: PathBuf, reason: String },
+    #[error("error page {path}: {reason}")]
+    ErrorPage { path: PathBuf, reason: String },
+    #[error("cannot start the fuel-metered engine: {0}")]
+    Engine(String),
 }
 
 /// Figures from one guest call, for the access log.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CallStats {
+    /// Time waiting for one of the app's instance slots.
+    pub queued: Duration,
+    /// Time to create the store and instantiate the module.
     pub instantiate: Duration,
+    /// Time in the guest (`_initialize`, `wasmhost_alloc`, `wasmhost_handle`).
     pub run: Duration,
+    /// Largest linear memory the instance had.
     pub peak_memory: usize,
 }
 
-/// The engine and everything shared by all modules.
-pub struct Runtime {
+/// An engine and its linker: modules compiled for one run only on it.
+struct Flavor {
     engine: Engine,
     linker: Linker<GuestState>,
+}
+
+/// The engines and everything shared by all modules.
+pub struct Runtime {
+    /// The engine of apps without a fuel budget.
+    plain: Flavor,
+    /// The engine of apps with a fuel budget, created when the first such app
+    /// is loaded: fuel metering slows every guest compiled for it.
+    fueled: Arc<OnceLock<Flavor>>,
+    /// Instance slots of each engine's pool.
+    max_instances: u32,
+    /// Per-app admission (`max_concurrency`, `max_queue`).
+    gates: Gates,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -164,37 +302,54 @@ pub struct GuestModule {
     has_initialize: bool,
     /// The app's limits.
     pub limits: Limits,
+    /// What the app's guests may use.
+    pub grants: Grants,
+    /// The app's own pages for its failures, by status.
+    pub error_pages: ErrorPages,
+    /// The app's admission gate, shared with every other version of the app.
+    gate: Arc<Gate>,
+}
+
+/// Builds an engine (pooling allocator, epoch interruption, optionally fuel)
+/// and its linker: WASI p1 with the host's own `poll_oneoff`, and `wasmhost`.
+fn flavor(max_instances: u32, fuel: bool) -> wasmtime::Result<Flavor> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(max_instances)
+        .total_memories(max_instances)
+        .total_tables(max_instances)
+        .max_memory_size(POOL_MAX_MEMORY)
+        // With pagemap_scan the pool resets only the pages a request dirtied
+        // instead of re-faulting the whole memory (docs/BENCHMARKS.md).
+        .linear_memory_keep_resident(64 * 1024)
+        .table_keep_resident(64 * 1024)
+        .pagemap_scan(Enabled::Auto);
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .consume_fuel(fuel)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .memory_init_cow(true);
+    let engine = Engine::new(&config)?;
+    let mut linker: Linker<GuestState> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut GuestState| &mut s.wasi)?;
+    linker.allow_shadowing(true);
+    linker.func_wrap(WASI_MODULE, "poll_oneoff", poll::poll_oneoff)?;
+    linker.allow_shadowing(false);
+    linker.func_wrap(HOST_MODULE, "log", host_log)?;
+    Ok(Flavor { engine, linker })
 }
 
 impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption) and the linker,
     /// and starts the shared epoch ticker. `max_instances` bounds concurrent instances.
     pub fn new(max_instances: u32) -> anyhow::Result<Runtime> {
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_core_instances(max_instances)
-            .total_memories(max_instances)
-            .total_tables(max_instances)
-            .max_memory_size(POOL_MAX_MEMORY)
-            // With pagemap_scan the pool resets only the pages a request dirtied
-            // instead of re-faulting the whole memory (docs/BENCHMARKS.md).
-            .linear_memory_keep_resident(64 * 1024)
-            .table_keep_resident(64 * 1024)
-            .pagemap_scan(Enabled::Auto);
-        let mut config = Config::new();
-        config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .epoch_interruption(true)
-            .max_wasm_stack(MAX_WASM_STACK)
-            .memory_init_cow(true);
-        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
-
-        let mut linker: Linker<GuestState> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut GuestState| &mut s.wasi)?;
-        linker.func_wrap(HOST_MODULE, "log", host_log)?;
-
+        let plain = flavor(max_instances, false).map_err(anyhow::Error::from)?;
+        let fueled: Arc<OnceLock<Flavor>> = Arc::new(OnceLock::new());
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
-            let engine = engine.clone();
+            let engine = plain.engine.clone();
+            let fueled = fueled.clone();
             let stop = ticker_stop.clone();
             std::thread::Builder::new()
                 .name("epoch-ticker".into())
@@ -202,19 +357,86 @@ impl Runtime {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
                         engine.increment_epoch();
+                        if let Some(f) = fueled.get() {
+                            f.engine.increment_epoch();
+                        }
                     }
                 })?
         };
         Ok(Runtime {
-            engine,
-            linker,
+            plain,
+            fueled,
+            max_instances,
+            gates: Gates::default(),
             ticker_stop,
             ticker: Some(ticker),
         })
     }
 
+    /// Tells the runtime how many worker threads run requests, so that no one
+    /// app's running and queued requests can hold all of them.
+    pub fn set_workers(&self, workers: usize) {
+        self.gates.set_workers(workers);
+    }
+
+    /// Requests of an app running and waiting for a slot now.
+    pub fn admission(&self, app: &str) -> (u32, u32) {
+        self.gates.of(&Arc::from(app)).counts()
+    }
+
+    /// The engine an app runs on: the fuel-metered one if it has a fuel budget.
+    fn flavor_for(&self, limits: &Limits) -> Result<&Flavor, LoadError> {
+        if limits.fuel.is_none() {
+            return Ok(&self.plain);
+        }
+        if let Some(f) = self.fueled.get() {
+            return Ok(f);
+        }
+        let made = flavor(self.max_instances, true)
+            .map_err(|e| LoadError::Engine(format!("{:#}", anyhow::Error::from(e))))?;
+        // Two loads racing both build one; the loser's is dropped unused.
+        let _ = self.fueled.set(made);
+        self.fueled
+            .get()
+            .ok_or_else(|| LoadError::Engine("fuel engine vanished".into()))
+    }
+
+    /// Loads an app as configured: its module, limits, grants and error pages.
+    pub fn load_app(&self, app: &str, config: &AppConfig) -> Result<GuestModule, LoadError> {
+        let bytes = std::fs::read(&config.module).map_err(|source| LoadError::Read {
+            path: config.module.clone(),
+            source,
+        })?;
+        self.load_app_bytes(app, config, &config.module, &bytes)
+    }
+
+    /// As [`Runtime::load_app`], with the module's bytes (read from `path`)
+    /// already in hand, e.g. a deployed version of the app.
+    pub fn load_app_bytes(
+        &self,
+        app: &str,
+        config: &AppConfig,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<GuestModule, LoadError> {
+        let mut error_pages = ErrorPages::new();
+        for (status, page) in &config.error_pages {
+            error_pages.insert(*status, read_error_page(page)?);
+        }
+        let mut guest = self.load_with(
+            app,
+            path,
+            bytes,
+            config.limits.clone(),
+            config.grants.clone(),
+        )?;
+        guest.error_pages = error_pages;
+        Ok(guest)
+    }
+
     /// Compiles a module, checks its imports and exports against the ABI,
-    /// instantiates it once and checks the version it declares.
+    /// instantiates it once and checks the version it declares. The app gets
+    /// the default grants and no error pages; see [`Runtime::load_app`].
     pub fn load(&self, app: &str, path: &Path, limits: Limits) -> Result<GuestModule, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
@@ -231,25 +453,29 @@ impl Runtime {
         bytes: &[u8],
         limits: Limits,
     ) -> Result<GuestModule, LoadError> {
+        self.load_with(app, path, bytes, limits, Grants::default())
+    }
+
+    fn load_with(
+        &self,
+        app: &str,
+        path: &Path,
+        bytes: &[u8],
+        limits: Limits,
+        grants: Grants,
+    ) -> Result<GuestModule, LoadError> {
         let abi_err = |reason: String| LoadError::Abi {
             path: path.to_owned(),
             reason,
         };
-        let module = Module::from_binary(&self.engine, bytes).map_err(|e| LoadError::Compile {
-            path: path.to_owned(),
-            reason: format!("{:#}", anyhow::Error::from(e)),
-        })?;
-        // Names inside the two allowed modules are checked by linking below,
-        // whose error names the missing import.
-        if let Some(import) = module
-            .imports()
-            .find(|i| i.module() != WASI_MODULE && i.module() != HOST_MODULE)
-        {
-            return Err(abi_err(format!(
-                "imports `{}::{}`, but only `{WASI_MODULE}` and `{HOST_MODULE}` imports are provided",
-                import.module(),
-                import.name()
-            )));
+        let flavor = self.flavor_for(&limits)?;
+        let module =
+            Module::from_binary(&flavor.engine, bytes).map_err(|e| LoadError::Compile {
+                path: path.to_owned(),
+                reason: format!("{:#}", anyhow::Error::from(e)),
+            })?;
+        for import in module.imports() {
+            check_import(import.module(), import.name(), &grants).map_err(abi_err)?;
         }
         check_export(&module, "memory", None).map_err(abi_err)?;
         check_export(&module, "wasmhost_abi_version", Some("() -> i32")).map_err(abi_err)?;
@@ -262,7 +488,7 @@ impl Runtime {
                 true
             }
         };
-        let pre = self
+        let pre = flavor
             .linker
             .instantiate_pre(&module)
             .map_err(|e| abi_err(format!("cannot link: {:#}", anyhow::Error::from(e))))?;
@@ -272,10 +498,17 @@ impl Runtime {
             pre,
             has_initialize,
             limits,
+            grants,
+            error_pages: ErrorPages::new(),
+            gate: self.gates.of(&Arc::from(app)),
         };
-        let version = self
-            .probe_version(&guest)
-            .map_err(|e| abi_err(format!("failed at start-up: {e}")))?;
+        let version = self.probe_version(&guest).map_err(|e| match e {
+            GuestError::CpuTime { .. } | GuestError::WallTime { .. } => abi_err(format!(
+                "failed at start-up: did not finish within the start-up limit of \
+                     {LOAD_CPU_BUDGET:?} (start function, `_initialize` or `wasmhost_abi_version`)"
+            )),
+            e => abi_err(format!("failed at start-up: {e}")),
+        })?;
         if version != ABI_VERSION {
             return Err(abi_err(format!(
                 "declares ABI version {version}, but this host implements version {ABI_VERSION}"
@@ -285,7 +518,7 @@ impl Runtime {
     }
 
     fn probe_version(&self, guest: &GuestModule) -> Result<i32, GuestError> {
-        let mut store = self.new_store(guest, LOAD_CPU_BUDGET);
+        let mut store = self.new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET)?;
         let instance = guest
             .pre
             .instantiate(&mut store)
@@ -307,28 +540,73 @@ impl Runtime {
         version
     }
 
-    fn new_store(&self, guest: &GuestModule, cpu: Duration) -> Store<GuestState> {
+    /// A store for one request (or the load probe): a WASI context with only
+    /// what the app is granted, its memory limiter and its time budgets.
+    fn new_store(
+        &self,
+        guest: &GuestModule,
+        cpu: Duration,
+        wall: Duration,
+    ) -> Result<Store<GuestState>, GuestError> {
+        let started = Instant::now();
         let log = LogSink::new(usize::try_from(guest.limits.log_output).unwrap_or(usize::MAX));
-        let wasi = WasiCtxBuilder::new()
+        let mut builder = WasiCtxBuilder::new();
+        // Blocking file reads run on this worker thread: must be set before
+        // the preopen, which captures it.
+        builder
+            .allow_blocking_current_thread(true)
             .stdout(log.clone())
             .stderr(log.clone())
-            .build_p1();
+            .monotonic_clock(poll::GuestClock(started));
+        if !guest.grants.env.is_empty() {
+            let env: Vec<(&str, &str)> = guest
+                .grants
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            builder.envs(&env);
+        }
+        if let Some(dir) = &guest.grants.dir {
+            builder
+                .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
+                .map_err(|e| {
+                    GuestError::Setup(format!(
+                        "granted directory {}: {:#}",
+                        dir.host.display(),
+                        anyhow::Error::from(e)
+                    ))
+                })?;
+        }
         let budget = Budget {
             memory_limit: usize::try_from(guest.limits.memory).unwrap_or(usize::MAX),
             peak_memory: 0,
             memory_denied: false,
+            memory_wanted: 0,
         };
         let state = GuestState {
-            wasi,
+            wasi: builder.build_p1(),
             budget,
+            timing: Timing {
+                started,
+                wall_limit: wall,
+                cpu_limit: cpu,
+                waited: Duration::ZERO,
+                stop: None,
+            },
             app: guest.app.clone(),
             log,
         };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(guest.pre.module().engine(), state);
         store.limiter(|s| &mut s.budget);
-        let ticks = cpu.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
-        store.set_epoch_deadline(ticks);
-        store
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().timing.on_epoch()));
+        store.set_epoch_deadline(ticks(cpu.min(wall)));
+        if let Some(fuel) = guest.limits.fuel {
+            store
+                .set_fuel(fuel)
+                .map_err(|e| GuestError::Setup(format!("{:#}", anyhow::Error::from(e))))?;
+        }
+        Ok(store)
     }
 
     /// Runs one request on a fresh instance. `meta` is the encoded request
@@ -340,10 +618,44 @@ impl Runtime {
         body: &[u8],
     ) -> (Result<GuestResponse, GuestError>, CallStats) {
         let mut stats = CallStats::default();
+        let limits = &guest.limits;
+        let bounds = Bounds {
+            running: limits.max_concurrency,
+            waiting: limits.max_queue,
+            held: self.gates.worker_share(),
+            timeout: limits.queue_timeout,
+        };
+        let queued = Instant::now();
+        let _permit = match guest.gate.acquire(bounds) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                let reason = match refused {
+                    Refused::QueueFull => format!(
+                        "{} running, queue of {} full, at most {} workers per app",
+                        bounds.running.min(bounds.held),
+                        bounds.waiting,
+                        bounds.held
+                    ),
+                    Refused::TimedOut(waited) => format!("no slot free after waiting {waited:?}"),
+                };
+                stats.queued = queued.elapsed();
+                return (
+                    Err(GuestError::Concurrency {
+                        limit: limits.max_concurrency,
+                        reason,
+                    }),
+                    stats,
+                );
+            }
+        };
+        stats.queued = queued.elapsed();
         let started = Instant::now();
-        let mut store = self.new_store(guest, guest.limits.cpu_time);
+        let mut store = match self.new_store(guest, limits.cpu_time, limits.wall_time) {
+            Ok(store) => store,
+            Err(e) => return (Err(e), stats),
+        };
         let result = self.invoke_in(guest, &mut store, meta, body, &mut stats, started);
-        stats.peak_memory = store.data().budget.peak_memory;
+        stats.peak_memory = stats.peak_memory.max(store.data().budget.peak_memory);
         flush_log(&store);
         (result, stats)
     }
@@ -404,10 +716,9 @@ impl Runtime {
             dest[LEN_PREFIX..LEN_PREFIX + meta.len()].copy_from_slice(meta);
             dest[LEN_PREFIX + meta.len()..].copy_from_slice(body);
         }
-        let packed = handle
-            .call(&mut *store, (ptr, total_i32))
-            .map_err(|e| fail(e, store))?;
+        let packed = handle.call(&mut *store, (ptr, total_i32));
         stats.run = run_started.elapsed();
+        let packed = packed.map_err(|e| fail(e, store))?;
         let resp_ptr = ((packed as u64) >> 32) as usize;
         let resp_len = (packed as u64 & 0xffff_ffff) as usize;
         if resp_len as u64 > guest.limits.max_response.saturating_add(64 * 1024) {
@@ -437,9 +748,9 @@ impl Runtime {
         Ok(response)
     }
 
-    /// The engine, for tools that compile modules.
+    /// The engine of apps without fuel, for tools that compile modules.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.plain.engine
     }
 }
 
@@ -454,24 +765,52 @@ impl Drop for Runtime {
 
 fn oom_or(store: &Store<GuestState>, guest: &GuestModule, other: &str) -> GuestError {
     if store.data().budget.memory_denied {
-        GuestError::OutOfMemory {
-            limit: guest.limits.memory,
-        }
+        out_of_memory(store, guest)
     } else {
         GuestError::Malformed(other.to_owned())
     }
 }
 
+fn out_of_memory(store: &Store<GuestState>, guest: &GuestModule) -> GuestError {
+    GuestError::OutOfMemory {
+        limit: guest.limits.memory,
+        wanted: store.data().budget.memory_wanted as u64,
+    }
+}
+
 /// Sorts a wasmtime error into what happened, for the status code and the log.
 fn classify(err: wasmtime::Error, store: &Store<GuestState>, guest: &GuestModule) -> GuestError {
+    let timing = &store.data().timing;
+    match timing.stop {
+        Some(Stop::Cpu(used)) => {
+            return GuestError::CpuTime {
+                limit: timing.cpu_limit,
+                used,
+            };
+        }
+        Some(Stop::Wall(elapsed)) => {
+            return GuestError::WallTime {
+                limit: timing.wall_limit,
+                elapsed,
+            };
+        }
+        None => {}
+    }
     if let Some(trap) = err.downcast_ref::<Trap>() {
         return match trap {
-            Trap::Interrupt => GuestError::Deadline(guest.limits.cpu_time),
+            Trap::Interrupt => GuestError::CpuTime {
+                limit: timing.cpu_limit,
+                used: timing.started.elapsed().saturating_sub(timing.waited),
+            },
+            Trap::OutOfFuel => GuestError::Fuel {
+                limit: guest.limits.fuel.unwrap_or(0),
+            },
+            Trap::StackOverflow => GuestError::StackOverflow {
+                limit: MAX_WASM_STACK,
+            },
             // A Rust guest aborts (unreachable) when its allocator fails; if
             // the limiter refused growth, that is what happened.
-            _ if store.data().budget.memory_denied => GuestError::OutOfMemory {
-                limit: guest.limits.memory,
-            },
+            _ if store.data().budget.memory_denied => out_of_memory(store, guest),
             other => GuestError::Trap(other.to_string()),
         };
     }
@@ -483,11 +822,69 @@ fn classify(err: wasmtime::Error, store: &Store<GuestState>, guest: &GuestModule
         return GuestError::Busy;
     }
     if store.data().budget.memory_denied || text.contains("exceeds memory limits") {
-        return GuestError::OutOfMemory {
-            limit: guest.limits.memory,
-        };
+        return out_of_memory(store, guest);
     }
     GuestError::Trap(text)
+}
+
+/// Whether a module may import `module::name` under these grants; the error
+/// names the import and why it is refused.
+fn check_import(module: &str, name: &str, grants: &Grants) -> Result<(), String> {
+    match module {
+        WASI_MODULE => match DENIED_WASI_PREFIXES.iter().find(|p| name.starts_with(*p)) {
+            Some(_) => Err(format!(
+                "imports `{module}::{name}`, which is never granted: guests get no sockets"
+            )),
+            // Other WASI names are checked by linking, whose error names them.
+            None => Ok(()),
+        },
+        HOST_MODULE => match HOST_FUNCTIONS.iter().find(|(f, _)| *f == name) {
+            None => Err(format!(
+                "imports `{module}::{name}`, which this host does not provide (it provides: {})",
+                HOST_FUNCTIONS
+                    .iter()
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some((_, grant)) if !grants.host.contains(*grant) => Err(format!(
+                "imports `{module}::{name}`, which is not granted to this app \
+                 (add \"{grant}\" to its grants.host)"
+            )),
+            Some(_) => Ok(()),
+        },
+        _ => Err(format!(
+            "imports `{module}::{name}`, but only `{WASI_MODULE}` and `{HOST_MODULE}` imports are provided"
+        )),
+    }
+}
+
+/// Reads an app's error page, refusing one over `MAX_ERROR_PAGE`.
+fn read_error_page(path: &Path) -> Result<ErrorPage, LoadError> {
+    let err = |reason: String| LoadError::ErrorPage {
+        path: path.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut body = Vec::new();
+    file.take(MAX_ERROR_PAGE + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| err(e.to_string()))?;
+    if body.len() as u64 > MAX_ERROR_PAGE {
+        return Err(err(format!(
+            "larger than the limit of {MAX_ERROR_PAGE} bytes"
+        )));
+    }
+    let content_type = mime_guess::from_path(path)
+        .first_raw()
+        .unwrap_or("text/plain")
+        .to_owned();
+    let content_type = if content_type.starts_with("text/") {
+        format!("{content_type}; charset=utf-8")
+    } else {
+        content_type
+    };
+    Ok(ErrorPage { content_type, body })
 }
 
 /// Writes a request's captured output to the log, one line each, tagged with the app.
@@ -565,4 +962,77 @@ fn signature_of(f: &FuncType) -> String {
         _ => format!("({})", results.join(", ")),
     };
     format!("({}) -> {}", params.join(", "), results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_host_function_has_a_known_grant_and_every_grant_a_function() {
+        for (function, grant) in HOST_FUNCTIONS {
+            assert!(HOST_GRANTS.contains(grant), "{function}: {grant}");
+        }
+        for grant in HOST_GRANTS.iter().chain(DEFAULT_HOST_GRANTS) {
+            assert!(
+                HOST_FUNCTIONS.iter().any(|(_, g)| g == grant),
+                "{grant} allows nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn imports_are_checked_against_the_grants() {
+        let default = Grants::default();
+        let none = Grants {
+            host: Default::default(),
+            ..Grants::default()
+        };
+        // (module, name, grants, Ok or a piece of the error)
+        let table: [(&str, &str, &Grants, Result<(), &str>); 6] = [
+            (WASI_MODULE, "fd_write", &none, Ok(())),
+            (WASI_MODULE, "sock_accept", &default, Err("never granted")),
+            (HOST_MODULE, "log", &default, Ok(())),
+            (
+                HOST_MODULE,
+                "log",
+                &none,
+                Err("add \"log\" to its grants.host"),
+            ),
+            (HOST_MODULE, "nope", &default, Err("does not provide")),
+            ("env", "f", &default, Err("only `wasi_snapshot_preview1`")),
+        ];
+        for (module, name, grants, want) in table {
+            match (check_import(module, name, grants), want) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(piece)) => {
+                    assert!(e.contains(piece), "{module}::{name}: {e}");
+                    assert!(e.contains(&format!("`{module}::{name}`")), "{e}");
+                }
+                (got, _) => panic!("{module}::{name}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_epoch_callback_stops_at_the_nearer_budget() {
+        let mut t = Timing {
+            started: Instant::now() - Duration::from_millis(50),
+            wall_limit: Duration::from_secs(10),
+            cpu_limit: Duration::from_millis(40),
+            waited: Duration::ZERO,
+            stop: None,
+        };
+        assert!(matches!(t.on_epoch(), UpdateDeadline::Interrupt));
+        assert!(matches!(t.stop, Some(Stop::Cpu(_))));
+        // Time asleep is not running time.
+        t.stop = None;
+        t.waited = Duration::from_millis(45);
+        assert!(matches!(t.on_epoch(), UpdateDeadline::Continue(n) if n >= 1));
+        assert!(t.stop.is_none());
+        // The wall limit counts sleeping too.
+        t.wall_limit = Duration::from_millis(45);
+        assert!(matches!(t.on_epoch(), UpdateDeadline::Interrupt));
+        assert!(matches!(t.stop, Some(Stop::Wall(_))));
+    }
 }
