@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::response::TEXT_PLAIN;
-use crate::{Request, Response};
+use crate::{Request, Response, User};
 
 /// The ABI version this SDK implements, returned by `wasmhost_abi_version`.
 pub const ABI_VERSION: i32 = 1;
@@ -81,6 +81,9 @@ struct RequestMeta {
     route: RouteMeta,
     #[serde(default)]
     client: String,
+    /// The signed-in user (ABI section 6.3); missing and `null` both mean none.
+    #[serde(default)]
+    user: Option<User>,
 }
 
 /// The `route` object of the request meta.
@@ -153,6 +156,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, AbiError> {
         app: meta.route.app,
         pattern: meta.route.pattern,
         client: meta.client,
+        user: meta.user,
         body: body.to_vec(),
     })
 }
@@ -184,6 +188,7 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
             rest: request.rest.clone(),
         },
         client: request.client.clone(),
+        user: request.user.clone(),
     };
     let meta = serde_json::to_vec(&meta).expect("request meta is plain strings");
     join_frame(&meta, &request.body)
@@ -307,6 +312,31 @@ mod tests {
     }
 
     #[test]
+    fn decodes_the_user_field() {
+        let alice = Some(User {
+            id: "42".into(),
+            name: "alice".into(),
+        });
+        let table = [
+            (r#"{"method":"GET","path":"/"}"#, None),
+            (r#"{"method":"GET","path":"/","user":null}"#, None),
+            (
+                r#"{"method":"GET","path":"/","user":{"id":"42","name":"alice","extra":1}}"#,
+                alice,
+            ),
+        ];
+        for (meta, want) in table {
+            let req = decode_request(&frame(meta, b"")).unwrap_or_else(|e| panic!("{meta}: {e}"));
+            assert_eq!(req.user, want, "{meta}");
+        }
+        let err = decode_request(&frame(
+            r#"{"method":"GET","path":"/","user":{"id":1}}"#,
+            b"",
+        ));
+        assert!(err.is_err(), "a malformed user is refused");
+    }
+
+    #[test]
     fn decode_errors() {
         let mut too_long = 100u32.to_le_bytes().to_vec();
         too_long.extend_from_slice(b"{}");
@@ -367,6 +397,7 @@ mod tests {
                 ..Request::new("PUT", "/post/é")
                     .with_header("Cookie", "a=1; b=\"q\"")
                     .with_param("id", "é")
+                    .with_user("42", "Jürg <admin>")
                     .with_body(vec![0, 1, 2])
             },
         ];

@@ -1,4 +1,4 @@
-//! All the `unsafe` code of the SDK: the raw side of the ABI exports and the `wasmhost.log` import.
+//! All the `unsafe` code of the SDK: the raw side of the ABI exports and the `wasmhost` imports (log, storage, sessions).
 //!
 //! Used by the code that [`export_handler!`](crate::export_handler) expands to
 //! and by [`crate::log`]; not meant to be called directly. Addresses are wasm32
@@ -89,4 +89,166 @@ pub fn log(level: Level, message: &str) {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn log(level: Level, message: &str) {
     eprintln!("[guest {}] {message}", level.as_str());
+}
+
+/// Raw calls to the storage and session imports of ABI section 6 (wasm32
+/// only). Each returns the host's `i32` status as is; the safe wrappers in
+/// [`crate::kv`] and [`crate::session`] give it meaning.
+#[cfg(target_arch = "wasm32")]
+pub mod host {
+    #[link(wasm_import_module = "wasmhost")]
+    unsafe extern "C" {
+        fn kv_get(key_ptr: *const u8, key_len: i32, out: *mut u32) -> i32;
+        fn kv_set(key_ptr: *const u8, key_len: i32, val_ptr: *const u8, val_len: i32) -> i32;
+        fn kv_delete(key_ptr: *const u8, key_len: i32) -> i32;
+        fn kv_list(
+            prefix_ptr: *const u8,
+            prefix_len: i32,
+            after_ptr: *const u8,
+            after_len: i32,
+            limit: i32,
+            out: *mut u32,
+        ) -> i32;
+        fn kv_increment(key_ptr: *const u8, key_len: i32, delta: i64, out: *mut i64) -> i32;
+        fn kv_cas(
+            key_ptr: *const u8,
+            key_len: i32,
+            expected_ptr: *const u8,
+            expected_len: i32,
+            new_ptr: *const u8,
+            new_len: i32,
+        ) -> i32;
+        fn session_start(id_ptr: *const u8, id_len: i32, name_ptr: *const u8, name_len: i32)
+        -> i32;
+        fn session_end() -> i32;
+    }
+
+    /// `OK`.
+    const OK: i32 = 0;
+    /// `BAD_ARGUMENT`, also used here for a slice too long for an `i32` length.
+    const BAD_ARGUMENT: i32 = 11;
+
+    /// The `(ptr, len)` of a byte string for the host.
+    fn arg(bytes: &[u8]) -> Result<(*const u8, i32), i32> {
+        let len = i32::try_from(bytes.len()).map_err(|_| BAD_ARGUMENT)?;
+        Ok((bytes.as_ptr(), len))
+    }
+
+    /// The `(ptr, len)` of an optional byte string: length -1 for absent.
+    fn opt_arg(bytes: Option<&[u8]>) -> Result<(*const u8, i32), i32> {
+        match bytes {
+            Some(bytes) => arg(bytes),
+            None => Ok((std::ptr::null(), -1)),
+        }
+    }
+
+    /// Copies out the buffer the host described at `out` (`[ptr][len]`).
+    ///
+    /// # Safety
+    ///
+    /// The host must have returned `OK` for a call that fills `out`, so that
+    /// `out[0]..out[0]+out[1]` is a buffer it got from `wasmhost_alloc` and
+    /// filled (ABI section 6.1). The buffer is leaked with the instance.
+    unsafe fn take_out(out: [u32; 2]) -> Vec<u8> {
+        let [ptr, len] = out;
+        if len == 0 {
+            return Vec::new();
+        }
+        // SAFETY: per this function's contract the host wrote `len`
+        // initialised bytes at `ptr` in a buffer this instance owns and
+        // nothing else aliases.
+        unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len as usize) }.to_vec()
+    }
+
+    /// `kv_get`: the status and, on `OK`, the value.
+    pub fn get(key: &[u8]) -> (i32, Option<Vec<u8>>) {
+        let (kp, kl) = match arg(key) {
+            Ok(a) => a,
+            Err(status) => return (status, None),
+        };
+        let mut out = [0u32; 2];
+        // SAFETY: `kp..kp+kl` is a live slice and `out` 8 writable bytes,
+        // both valid for the whole call.
+        let status = unsafe { kv_get(kp, kl, out.as_mut_ptr()) };
+        if status != OK {
+            return (status, None);
+        }
+        // SAFETY: the host answered `OK`, so it filled `out`.
+        (status, Some(unsafe { take_out(out) }))
+    }
+
+    /// `kv_set`.
+    pub fn set(key: &[u8], value: &[u8]) -> i32 {
+        let ((kp, kl), (vp, vl)) = match (arg(key), arg(value)) {
+            (Ok(k), Ok(v)) => (k, v),
+            _ => return BAD_ARGUMENT,
+        };
+        // SAFETY: both ranges are live slices, only read by the host.
+        unsafe { kv_set(kp, kl, vp, vl) }
+    }
+
+    /// `kv_delete`.
+    pub fn delete(key: &[u8]) -> i32 {
+        match arg(key) {
+            // SAFETY: `kp..kp+kl` is a live slice, only read by the host.
+            Ok((kp, kl)) => unsafe { kv_delete(kp, kl) },
+            Err(status) => status,
+        }
+    }
+
+    /// `kv_list`: the status and, on `OK`, the encoded page.
+    pub fn list(prefix: &[u8], after: Option<&[u8]>, limit: u32) -> (i32, Option<Vec<u8>>) {
+        let ((pp, pl), (ap, al)) = match (arg(prefix), opt_arg(after)) {
+            (Ok(p), Ok(a)) => (p, a),
+            _ => return (BAD_ARGUMENT, None),
+        };
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let mut out = [0u32; 2];
+        // SAFETY: the ranges are live slices (or length -1), `out` is 8
+        // writable bytes, all valid for the whole call.
+        let status = unsafe { kv_list(pp, pl, ap, al, limit, out.as_mut_ptr()) };
+        if status != OK {
+            return (status, None);
+        }
+        // SAFETY: the host answered `OK`, so it filled `out`.
+        (status, Some(unsafe { take_out(out) }))
+    }
+
+    /// `kv_increment`: the status and, on `OK`, the new value.
+    pub fn increment(key: &[u8], delta: i64) -> (i32, i64) {
+        let (kp, kl) = match arg(key) {
+            Ok(a) => a,
+            Err(status) => return (status, 0),
+        };
+        let mut out = 0i64;
+        // SAFETY: `kp..kp+kl` is a live slice and `out` 8 writable bytes.
+        let status = unsafe { kv_increment(kp, kl, delta, &mut out) };
+        (status, out)
+    }
+
+    /// `kv_cas`.
+    pub fn cas(key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> i32 {
+        let ((kp, kl), (ep, el), (np, nl)) = match (arg(key), opt_arg(expected), opt_arg(new)) {
+            (Ok(k), Ok(e), Ok(n)) => (k, e, n),
+            _ => return BAD_ARGUMENT,
+        };
+        // SAFETY: every range is a live slice (or length -1), only read.
+        unsafe { kv_cas(kp, kl, ep, el, np, nl) }
+    }
+
+    /// `session_start`.
+    pub fn start_session(id: &str, name: &str) -> i32 {
+        let ((ip, il), (np, nl)) = match (arg(id.as_bytes()), arg(name.as_bytes())) {
+            (Ok(i), Ok(n)) => (i, n),
+            _ => return BAD_ARGUMENT,
+        };
+        // SAFETY: both ranges are live UTF-8 slices, only read by the host.
+        unsafe { session_start(ip, il, np, nl) }
+    }
+
+    /// `session_end`.
+    pub fn end_session() -> i32 {
+        // SAFETY: no arguments; the host only changes its own state.
+        unsafe { session_end() }
+    }
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::Method;
 
@@ -39,8 +40,21 @@ pub struct Request {
     pub pattern: String,
     /// The client's socket address, e.g. `"127.0.0.1:53422"`.
     pub client: String,
+    /// The signed-in user as the host reports it (ABI section 6.3), `None`
+    /// for an anonymous request. The host writes this field; a guest cannot
+    /// forge it.
+    pub user: Option<User>,
     /// The raw request body.
     pub body: Vec<u8>,
+}
+
+/// The signed-in user of a request: the `user` field of the request meta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The user id the app gave to `session_start`.
+    pub id: String,
+    /// The display name the app gave to `session_start`.
+    pub name: String,
 }
 
 impl Request {
@@ -78,6 +92,15 @@ impl Request {
     /// Sets a route parameter.
     pub fn with_param(mut self, name: &str, value: &str) -> Request {
         self.params.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Sets the signed-in user, as the host would for a request with a session.
+    pub fn with_user(mut self, id: &str, name: &str) -> Request {
+        self.user = Some(User {
+            id: id.to_owned(),
+            name: name.to_owned(),
+        });
         self
     }
 

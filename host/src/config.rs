@@ -99,6 +99,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The config file.
     pub path: PathBuf,
+    /// Where anonymous requests to login-required routes are sent.
+    pub login_page: String,
 }
 
 /// One app.
@@ -112,6 +114,9 @@ pub struct AppConfig {
     /// The app's own pages for its failures, by status, joined to the config
     /// file's directory if relative (read when the app is loaded).
     pub error_pages: BTreeMap<u16, PathBuf>,
+    /// Anonymous requests to the app's routes are sent to the login page
+    /// (unless a route says otherwise).
+    pub login_required: bool,
 }
 
 /// Capabilities granted to an app; everything not listed is denied.
@@ -197,6 +202,9 @@ pub struct RouteConfig {
     /// The path pattern as written.
     pub path: String,
     pub target: RouteTarget,
+    /// Anonymous requests get the login page instead of the app: the route's
+    /// own `login_required`, else its app's.
+    pub login_required: bool,
 }
 
 /// What a route serves.
@@ -328,6 +336,7 @@ struct RawConfig {
     #[serde(default)]
     apps: RawApps,
     routes: Vec<Object<RawRoute>>,
+    login_page: Option<String>,
 }
 
 /// The apps, refusing a name defined twice (a plain map would keep the last).
@@ -365,6 +374,8 @@ impl<'de> Deserialize<'de> for RawApps {
 #[serde(deny_unknown_fields)]
 struct RawApp {
     module: String,
+    #[serde(default)]
+    login_required: bool,
     limits: Option<Object<RawLimits>>,
     grants: Option<Object<RawGrants>>,
     error_pages: Option<BTreeMap<String, String>>,
@@ -410,6 +421,7 @@ struct RawRoute {
     app: Option<String>,
     #[serde(rename = "static")]
     static_dir: Option<String>,
+    login_required: Option<bool>,
 }
 
 /// What an object of the file is, for "expected ..." messages.
@@ -533,6 +545,7 @@ pub fn parse_config(text: &str, config_path: &Path) -> Result<Config, ConfigErro
                 limits,
                 grants,
                 error_pages,
+                login_required: app.login_required,
             },
         );
     }
@@ -553,6 +566,7 @@ pub fn parse_config(text: &str, config_path: &Path) -> Result<Config, ConfigErro
                 route_error(format!("invalid host \"{}\": {reason}", one_line(host)))
             })?),
         };
+        let mut login_required = false;
         let target = match (&route.app, &route.static_dir) {
             (Some(app), None) => {
                 if !apps.contains_key(app) {
@@ -563,6 +577,9 @@ pub fn parse_config(text: &str, config_path: &Path) -> Result<Config, ConfigErro
                         app: app.clone(),
                     });
                 }
+                login_required = route
+                    .login_required
+                    .unwrap_or_else(|| apps.get(app).is_some_and(|a| a.login_required));
                 RouteTarget::App(app.clone())
             }
             (None, Some(dir)) => {
@@ -573,6 +590,11 @@ pub fn parse_config(text: &str, config_path: &Path) -> Result<Config, ConfigErro
                 }
                 if dir.is_empty() {
                     return Err(route_error("static directory is empty".to_owned()));
+                }
+                if route.login_required.is_some() {
+                    return Err(route_error(
+                        "\"login_required\" applies to app routes only".to_owned(),
+                    ));
                 }
                 RouteTarget::Static(base.join(dir))
             }
@@ -591,6 +613,7 @@ pub fn parse_config(text: &str, config_path: &Path) -> Result<Config, ConfigErro
             host,
             path: route.path,
             target,
+            login_required,
         });
     }
 
@@ -617,13 +640,33 @@ pub fn parse_config(text: &str, config_path: &Path) -> Result<Config, ConfigErro
         ));
     }
 
+    let login_page = raw
+        .login_page
+        .unwrap_or_else(|| DEFAULT_LOGIN_PAGE.to_owned());
+    if !login_page.starts_with('/')
+        || login_page.starts_with("//")
+        || login_page.contains(['?', '#'])
+    {
+        return Err(ConfigError::Limit {
+            path,
+            field: "login_page".to_owned(),
+            message: format!(
+                "\"{}\" must be a local path like \"/user/login\"",
+                one_line(&login_page)
+            ),
+        });
+    }
     Ok(Config {
         apps,
         routes,
         warnings,
         path,
+        login_page,
     })
 }
+
+/// Where anonymous requests to login-required routes go unless `login_page` says otherwise.
+pub const DEFAULT_LOGIN_PAGE: &str = "/user/login";
 
 /// Reads, parses and validates the config file at `path`, then checks that
 /// every module is a file and every static directory is a directory.
@@ -1110,6 +1153,7 @@ mod tests {
                 limits: Limits::default(),
                 grants: Grants::default(),
                 error_pages: BTreeMap::new(),
+                login_required: false,
             }
         );
         assert_eq!(
@@ -1128,6 +1172,7 @@ mod tests {
                 },
                 grants: Grants::default(),
                 error_pages: BTreeMap::new(),
+                login_required: false,
             }
         );
         assert_eq!(config.routes.len(), 5);
@@ -1137,6 +1182,7 @@ mod tests {
                 host: None,
                 path: "/static/...".to_owned(),
                 target: RouteTarget::Static(PathBuf::from("conf/static")),
+                login_required: false,
             }
         );
         assert_eq!(
@@ -1145,8 +1191,10 @@ mod tests {
                 host: Some("tenant.example.com".to_owned()),
                 path: "/...".to_owned(),
                 target: RouteTarget::App("blog".to_owned()),
+                login_required: false,
             }
         );
+        assert_eq!(config.login_page, DEFAULT_LOGIN_PAGE);
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     }
 
@@ -1464,7 +1512,7 @@ mod tests {
             ),
             (
                 r#""grants": {"host": ["log", "sockets"]}"#,
-                r#"apps.a.grants.host: unknown host grant "sockets" (known: log)"#,
+                r#"apps.a.grants.host: unknown host grant "sockets" (known: log, storage, sessions)"#,
             ),
             (
                 r#""error_pages": {"404": "x.html"}"#,
@@ -1936,5 +1984,56 @@ mod tests {
             assert!(!msg.contains('\n'), "{msg}");
             assert!(msg.starts_with(PATH), "{msg}");
         }
+    }
+
+    #[test]
+    fn login_required_and_login_page() {
+        let base = r#""apps": {"a": {"module": "a.wasm", "login_required": true}, "b": {"module": "b.wasm"}}"#;
+        // (extra top-level JSON, routes JSON, expected login flags or error substring)
+        let table: &[(&str, &str, Result<&[bool], &str>)] = &[
+            (
+                "",
+                r#"[{"path": "/a", "app": "a"}, {"path": "/b", "app": "b"}]"#,
+                Ok(&[true, false]),
+            ),
+            (
+                "",
+                r#"[{"path": "/a", "app": "a", "login_required": false}]"#,
+                Ok(&[false]),
+            ),
+            (
+                "",
+                r#"[{"path": "/b", "app": "b", "login_required": true}]"#,
+                Ok(&[true]),
+            ),
+            (
+                "",
+                r#"[{"path": "/s/...", "static": "s", "login_required": true}]"#,
+                Err("app routes only"),
+            ),
+            (
+                r#""login_page": "//evil.example","#,
+                "[]",
+                Err("login_page"),
+            ),
+            (r#""login_page": "/in?x=1","#, "[]", Err("login_page")),
+        ];
+        for (extra, routes, expected) in table {
+            let text = format!("{{{extra} {base}, \"routes\": {routes}}}");
+            match (parse_config(&text, Path::new("routes.json")), expected) {
+                (Ok(config), Ok(flags)) => {
+                    let got: Vec<bool> = config.routes.iter().map(|r| r.login_required).collect();
+                    assert_eq!(got, *flags, "{text}");
+                }
+                (Err(e), Err(needle)) => assert!(e.to_string().contains(needle), "{text}: {e}"),
+                (other, _) => panic!("{text}: unexpected {other:?}"),
+            }
+        }
+        let custom = parse_config(
+            r#"{"login_page": "/account/signin", "routes": []}"#,
+            Path::new("routes.json"),
+        )
+        .unwrap();
+        assert_eq!(custom.login_page, "/account/signin");
     }
 }

@@ -12,9 +12,10 @@ use anyhow::Context;
 
 use crate::config::{Config, RouteTarget};
 use crate::http::parse::RequestHead;
-use crate::http::{Body, Request, Response};
+use crate::http::{Body, Method, Request, Response};
 use crate::metrics::Metrics;
 use crate::router::Router;
+use crate::sessions::{self, SessionAction, User};
 use crate::static_files::StaticDir;
 use crate::status::{self, Failure};
 use crate::wasm::abi::{self, RouteInfo};
@@ -23,7 +24,11 @@ use crate::wasm::{GuestModule, Runtime};
 /// What a route points at, as indices into the site's tables.
 #[derive(Debug, Clone, Copy)]
 enum Target {
-    App(usize),
+    /// An app, and whether the route needs a signed-in user.
+    App {
+        app: usize,
+        login: bool,
+    },
     Static(usize),
 }
 
@@ -31,6 +36,8 @@ enum Target {
 /// Replaced as a whole, never changed in place, so a request sees one version.
 pub struct Site {
     router: Router<Target>,
+    /// Where anonymous requests to login-required routes are sent.
+    login_page: String,
     apps: Vec<Arc<GuestModule>>,
     statics: Vec<StaticDir>,
 }
@@ -67,11 +74,12 @@ impl Site {
         let mut routes = Vec::new();
         for route in &config.routes {
             let target = match &route.target {
-                RouteTarget::App(name) => Target::App(
-                    *app_index
+                RouteTarget::App(name) => Target::App {
+                    login: route.login_required,
+                    app: *app_index
                         .get(name)
                         .with_context(|| format!("route {}: unknown app \"{name}\"", route.path))?,
-                ),
+                },
                 RouteTarget::Static(dir) => {
                     let open = StaticDir::open(dir).with_context(|| {
                         format!(
@@ -90,6 +98,7 @@ impl Site {
             Router::new(routes).map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?;
         Ok(Site {
             router,
+            login_page: config.login_page.clone(),
             apps,
             statics,
         })
@@ -180,9 +189,9 @@ impl Dispatcher {
         };
         let body_limit = match &route {
             Ok(Matched {
-                target: Target::App(i),
+                target: Target::App { app, .. },
                 ..
-            }) => site.apps[*i].limits.max_body,
+            }) => site.apps[*app].limits.max_body,
             _ => self.default_max_body,
         };
         Prepared {
@@ -216,10 +225,38 @@ impl Dispatcher {
                     resp
                 }
             }
-            Target::App(i) => {
-                let guest = &prepared.site.apps[i];
+            Target::App { app, login } => {
+                let guest = &prepared.site.apps[app];
                 outcome.app = Some(guest.app.clone());
-                self.run_guest(guest, &matched, req, &mut outcome)
+                let token = sessions::token_in(&req.headers);
+                let user = match (token, self.runtime.sessions()) {
+                    (Some(token), Some(sessions)) => sessions.lookup(token),
+                    _ => None,
+                };
+                if let Some(origin) = foreign_origin(req) {
+                    let failure = Failure::ForeignOrigin(origin);
+                    tracing::warn!(app = %guest.app, "refused: {failure}");
+                    outcome.failure = Some(failure.to_string());
+                    return (
+                        status::failure_response(&failure, req.wants_json()),
+                        outcome,
+                    );
+                }
+                if login && user.is_none() {
+                    outcome.failure = Some("login required".to_owned());
+                    let resp = status::login_required(
+                        req.wants_json(),
+                        &prepared.site.login_page,
+                        &req.path,
+                        &req.query,
+                    );
+                    return (resp, outcome);
+                }
+                let identity = Identity {
+                    token,
+                    user: user.as_ref(),
+                };
+                self.run_guest(guest, &matched, req, &identity, &mut outcome)
             }
         };
         (resp, outcome)
@@ -230,6 +267,7 @@ impl Dispatcher {
         guest: &GuestModule,
         matched: &Matched,
         req: &Request,
+        identity: &Identity<'_>,
         outcome: &mut Outcome,
     ) -> Response {
         let metrics = self.metrics.app(&guest.app);
@@ -237,7 +275,7 @@ impl Dispatcher {
             .in_flight
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        let resp = self.call_guest(guest, matched, req, outcome, &metrics);
+        let resp = self.call_guest(guest, matched, req, identity, outcome, &metrics);
         metrics
             .in_flight
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -250,6 +288,7 @@ impl Dispatcher {
         guest: &GuestModule,
         matched: &Matched,
         req: &Request,
+        identity: &Identity<'_>,
         outcome: &mut Outcome,
         metrics: &crate::metrics::AppMetrics,
     ) -> Response {
@@ -264,9 +303,18 @@ impl Dispatcher {
             params,
             rest: &matched.rest,
         };
-        let meta = abi::encode_request_meta(req, &route);
+        // The guest never sees the host's session token.
+        let meta = if identity.token.is_some() {
+            let mut headers = req.headers.clone();
+            sessions::strip_cookie(&mut headers);
+            abi::encode_guest_request(req, &headers, identity.user, &route)
+        } else {
+            abi::encode_guest_request(req, &req.headers, identity.user, &route)
+        };
         let started = Instant::now();
-        let (result, stats) = self.runtime.invoke(guest, &meta, &req.body);
+        let (result, stats, action) =
+            self.runtime
+                .invoke_with(guest, &meta, &req.body, identity.user.is_some());
         outcome.guest = Some(stats);
         match result {
             Ok(g) => {
@@ -277,7 +325,7 @@ impl Dispatcher {
                     peak_memory = stats.peak_memory,
                     "guest call"
                 );
-                Response {
+                let mut resp = Response {
                     status: g.status,
                     headers: g.headers,
                     body: if g.body.is_empty() {
@@ -285,7 +333,15 @@ impl Dispatcher {
                     } else {
                         Body::Bytes(g.body)
                     },
+                };
+                if let Some(action) = action
+                    && let Err(failure) = self.apply_session(action, identity, &mut resp)
+                {
+                    tracing::error!(app = %guest.app, "{failure}");
+                    outcome.failure = Some(failure.to_string());
+                    return status::failure_response(&failure, req.wants_json());
                 }
+                resp
             }
             Err(e) => {
                 if let Some(kind) = e.limit_kind() {
@@ -310,6 +366,69 @@ impl Dispatcher {
             }
         }
     }
+}
+
+impl Dispatcher {
+    /// Carries out what a guest asked of the session: a new session replaces
+    /// the request's own (no fixation); ending one also clears the cookie.
+    fn apply_session(
+        &self,
+        action: SessionAction,
+        identity: &Identity<'_>,
+        resp: &mut Response,
+    ) -> Result<(), Failure> {
+        let Some(sessions) = self.runtime.sessions() else {
+            return Err(Failure::Sessions("no session store".to_owned()));
+        };
+        let fail = |e: crate::storage::StorageError| Failure::Sessions(e.to_string());
+        if let Some(old) = identity.token {
+            sessions.end(old).map_err(fail)?;
+        }
+        let cookie = match action {
+            SessionAction::Start(user) => {
+                sessions::set_cookie(&sessions.start(&user).map_err(fail)?)
+            }
+            SessionAction::End => sessions::clear_cookie(),
+        };
+        resp.headers.push(("Set-Cookie".to_owned(), cookie));
+        Ok(())
+    }
+}
+
+/// Who a request comes from, as far as the host knows.
+struct Identity<'a> {
+    /// The session token the request carried, if any.
+    token: Option<&'a str>,
+    /// The user of a valid session.
+    user: Option<&'a User>,
+}
+
+/// For a state-changing request whose `Origin` names another site, that
+/// origin. A request without `Origin` (not from a browser page) passes.
+fn foreign_origin(req: &Request) -> Option<String> {
+    if matches!(req.method, Method::Get | Method::Head | Method::Options) {
+        return None;
+    }
+    let origin = req.header("origin")?.trim();
+    let host = req.header("host").unwrap_or("");
+    let authority = origin
+        .split_once("://")
+        .map(|(scheme, rest)| (scheme.to_ascii_lowercase(), rest));
+    let same = match authority {
+        Some((scheme, rest)) if scheme == "http" || scheme == "https" => {
+            let default_port = if scheme == "http" { ":80" } else { ":443" };
+            let origin_host = rest.trim_end_matches('/');
+            let strip = |h: &str| {
+                h.strip_suffix(default_port)
+                    .unwrap_or(h)
+                    .to_ascii_lowercase()
+            };
+            strip(origin_host) == strip(host.trim())
+        }
+        // "null" (sandboxed frames, file pages) and anything else.
+        _ => false,
+    };
+    (!same).then(|| origin.to_owned())
 }
 
 /// Lower-cased host name without port; IPv6 literals keep their brackets.

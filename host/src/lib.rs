@@ -35,6 +35,9 @@ pub struct Options {
     pub server: server::ServerConfig,
     /// Body limit for requests not routed to an app.
     pub max_body: u64,
+    /// Where apps' storage and the host's sessions live (SQLite files under
+    /// `apps/` and `host/`); `None` keeps them in memory, gone at exit.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Loads the routes and every module they name, then starts the server.
@@ -51,5 +54,33 @@ pub fn new_runtime(options: &Options) -> anyhow::Result<Arc<wasm::Runtime>> {
     let slots = u32::try_from(options.server.workers * 2 + 16).unwrap_or(u32::MAX);
     let runtime = Arc::new(wasm::Runtime::new(slots).context("starting the WebAssembly engine")?);
     runtime.set_workers(options.server.workers);
+    runtime.set_services(open_services(options.data_dir.as_deref())?);
     Ok(runtime)
+}
+
+/// Opens the apps' key-value store and the host's session store.
+fn open_services(
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<wasm::services::HostServices> {
+    let (kv, host): (Arc<dyn storage::KvStore>, Arc<dyn storage::KvStore>) = match data_dir {
+        Some(dir) => {
+            let open = |sub: &str| {
+                let path = dir.join(sub);
+                storage::sqlite::SqliteStore::open(&path)
+                    .map(|s| Arc::new(s) as Arc<dyn storage::KvStore>)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot open the data store in {}: {e}", path.display())
+                    })
+            };
+            (open("apps")?, open("host")?)
+        }
+        None => (
+            Arc::new(storage::MemoryStore::new()),
+            Arc::new(storage::MemoryStore::new()),
+        ),
+    };
+    Ok(wasm::services::HostServices {
+        kv,
+        sessions: Arc::new(sessions::Sessions::new(host)),
+    })
 }

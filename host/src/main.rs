@@ -194,13 +194,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             listen: args.admin_listen,
             token,
         }),
-        data_dir: Some(args.data),
+        data_dir: Some(args.data.clone()),
     };
     let handle = wasmhost::start_host(
         Options {
             routes: args.routes,
             server,
             max_body: args.max_body,
+            data_dir: Some(args.data),
         },
         hot,
     )?;

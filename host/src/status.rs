@@ -31,6 +31,10 @@ pub enum Failure {
     Guest(#[from] GuestError),
     #[error("server is shutting down")]
     ShuttingDown,
+    #[error("cross-site request: Origin {0:?} does not match the host")]
+    ForeignOrigin(String),
+    #[error("the session service failed: {0}")]
+    Sessions(String),
 }
 
 /// The status code for a failure. Every failure-to-status decision is here.
@@ -49,6 +53,8 @@ pub fn status_of(failure: &Failure) -> u16 {
         Failure::HeaderTimeout | Failure::BodyTimeout => 408,
         Failure::Overloaded | Failure::ShuttingDown => 503,
         Failure::NoRoute => 404,
+        Failure::ForeignOrigin(_) => 403,
+        Failure::Sessions(_) => 500,
         Failure::BadRouteParam(_) => 400,
         Failure::Guest(g) => match g {
             GuestError::CpuTime { .. } | GuestError::WallTime { .. } | GuestError::Fuel { .. } => {
@@ -127,6 +133,24 @@ pub fn error_page(status: u16, wants_json: bool) -> Response {
         );
         Response::new(status).with_body("text/html; charset=utf-8", body)
     }
+}
+
+/// The answer to an anonymous request for a login-required route: a redirect
+/// to the login page that comes back here afterwards, or 401 for JSON clients.
+pub fn login_required(wants_json: bool, login_page: &str, path: &str, query: &str) -> Response {
+    if wants_json {
+        let body = serde_json::json!({ "error": "login required", "status": 401 }).to_string();
+        return Response::new(401).with_body("application/json", body);
+    }
+    let back = if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    };
+    let next: String = form_urlencoded::byte_serialize(back.as_bytes()).collect();
+    Response::new(302)
+        .with_header("Location", format!("{login_page}?next={next}"))
+        .with_body("text/plain; charset=utf-8", "login required\n")
 }
 
 #[cfg(test)]

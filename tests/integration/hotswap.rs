@@ -114,6 +114,7 @@ impl Hot {
                 routes: dir.path().join("routes.json"),
                 server,
                 max_body: wasmhost::limits::DEFAULT_MAX_BODY,
+                data_dir: None,
             },
             wasmhost::HotSwap {
                 watch: true,

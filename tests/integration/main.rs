@@ -2,9 +2,12 @@
 
 mod support;
 
+mod apps;
+mod browser;
 mod cli;
 mod guests;
 mod hotswap;
 mod http;
 mod sandbox;
+mod services;
 mod static_files;

@@ -615,6 +615,7 @@ fn load_error(wat: &str, settings: Value) -> String {
         routes: routes_path,
         server: wasmhost::server::ServerConfig::new("127.0.0.1:0".parse().expect("addr")),
         max_body: wasmhost::limits::DEFAULT_MAX_BODY,
+        data_dir: None,
     });
     assert!(
         started.elapsed() < Duration::from_secs(30),

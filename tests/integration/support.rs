@@ -44,6 +44,17 @@ impl TestServer {
         routes: serde_json::Value,
         tweak: impl FnOnce(&mut ServerConfig),
     ) -> TestServer {
+        Self::start_full(dir, routes, tweak, None)
+    }
+
+    /// As `start_in`, keeping storage and sessions in SQLite under `data`
+    /// (so that they outlive the server), or in memory for `None`.
+    pub fn start_full(
+        dir: tempfile::TempDir,
+        routes: serde_json::Value,
+        tweak: impl FnOnce(&mut ServerConfig),
+        data: Option<PathBuf>,
+    ) -> TestServer {
         let routes_path = dir.path().join("routes.json");
         std::fs::write(&routes_path, serde_json::to_vec_pretty(&routes).unwrap()).unwrap();
         let mut server = ServerConfig::new("127.0.0.1:0".parse().unwrap());
@@ -53,6 +64,7 @@ impl TestServer {
             routes: routes_path,
             server,
             max_body: wasmhost::limits::DEFAULT_MAX_BODY,
+            data_dir: data,
         })
         .unwrap_or_else(|e| panic!("server failed to start: {e:#}"));
         TestServer {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::http::Request;
+use crate::sessions::User;
 
 /// The ABI version this host implements; a module reporting another is refused.
 pub const ABI_VERSION: i32 = 1;
@@ -30,10 +31,23 @@ struct RequestMeta<'a> {
     cookies: Vec<(&'a str, &'a str)>,
     route: &'a RouteInfo<'a>,
     client: String,
+    user: Option<&'a User>,
 }
 
-/// Serializes the structured part of a request (no prefix, no body).
+/// Serializes the structured part of a request (no prefix, no body), for a
+/// request with nobody signed in.
 pub fn encode_request_meta(req: &Request, route: &RouteInfo<'_>) -> Vec<u8> {
+    encode_guest_request(req, &req.headers, None, route)
+}
+
+/// Serializes the structured part of a request with the headers the guest
+/// may see (the host's session cookie removed) and the signed-in user.
+pub fn encode_guest_request(
+    req: &Request,
+    headers: &[(String, String)],
+    user: Option<&User>,
+    route: &RouteInfo<'_>,
+) -> Vec<u8> {
     let meta = RequestMeta {
         method: req.method.as_str(),
         path: &req.path,
@@ -42,19 +56,22 @@ pub fn encode_request_meta(req: &Request, route: &RouteInfo<'_>) -> Vec<u8> {
             .into_owned()
             .collect(),
         version: req.version.as_str(),
-        headers: &req.headers,
-        cookies: parse_cookies(req),
+        headers,
+        cookies: parse_cookies(headers),
         route,
         client: req.client.to_string(),
+        user,
     };
     // Serializing plain strings and numbers into a Vec cannot fail.
     serde_json::to_vec(&meta).unwrap_or_default()
 }
 
 /// The name/value pairs of every `Cookie` header, in order.
-pub fn parse_cookies(req: &Request) -> Vec<(&str, &str)> {
-    req.header_all("cookie")
-        .flat_map(|v| v.split(';'))
+pub fn parse_cookies(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, v)| v.split(';'))
         .filter_map(|pair| {
             let pair = pair.trim();
             let (name, value) = pair.split_once('=')?;
@@ -222,7 +239,7 @@ mod tests {
             client: "127.0.0.1:1".parse().unwrap(),
         };
         assert_eq!(
-            parse_cookies(&req),
+            parse_cookies(&req.headers),
             [("a", "1"), ("b", "2"), ("c", "3"), ("d", "")]
         );
     }

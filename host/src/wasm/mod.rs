@@ -4,6 +4,7 @@ pub mod abi;
 pub mod gate;
 pub mod log_sink;
 mod poll;
+pub mod services;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -53,10 +54,20 @@ const HOST_MODULE: &str = "wasmhost";
 /// an app's `grants.host`) that allows importing it. A module importing a
 /// function its app is not granted is refused at load. A service with several
 /// functions (storage, sessions) puts them all under one grant name.
-pub const HOST_FUNCTIONS: &[(&str, &str)] = &[("log", "log")];
+pub const HOST_FUNCTIONS: &[(&str, &str)] = &[
+    ("log", "log"),
+    ("kv_get", "storage"),
+    ("kv_set", "storage"),
+    ("kv_delete", "storage"),
+    ("kv_list", "storage"),
+    ("kv_increment", "storage"),
+    ("kv_cas", "storage"),
+    ("session_start", "sessions"),
+    ("session_end", "sessions"),
+];
 
 /// The grant names `grants.host` may list: every grant in `HOST_FUNCTIONS`.
-pub const HOST_GRANTS: &[&str] = &["log"];
+pub const HOST_GRANTS: &[&str] = &["log", "storage", "sessions"];
 
 /// Host functions granted when an app's `grants.host` is not given: logging
 /// reveals nothing and reaches nothing outside the app.
@@ -79,6 +90,8 @@ pub struct GuestState {
     app: Arc<str>,
     /// Captured output (stdout, stderr, `wasmhost.log`).
     log: LogSink,
+    /// Storage and sessions as granted, and what the guest asked of them.
+    services: services::RequestServices,
 }
 
 /// The time budgets of one store. Epochs tick in wall time and are only
@@ -286,6 +299,8 @@ pub struct Runtime {
     max_instances: u32,
     /// Per-app admission (`max_concurrency`, `max_queue`).
     gates: Gates,
+    /// The stores behind storage and sessions, set once at start.
+    services: OnceLock<services::HostServices>,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -337,6 +352,7 @@ fn flavor(max_instances: u32, fuel: bool) -> wasmtime::Result<Flavor> {
     linker.func_wrap(WASI_MODULE, "poll_oneoff", poll::poll_oneoff)?;
     linker.allow_shadowing(false);
     linker.func_wrap(HOST_MODULE, "log", host_log)?;
+    services::add_to_linker(&mut linker)?;
     Ok(Flavor { engine, linker })
 }
 
@@ -368,9 +384,20 @@ impl Runtime {
             fueled,
             max_instances,
             gates: Gates::default(),
+            services: OnceLock::new(),
             ticker_stop,
             ticker: Some(ticker),
         })
+    }
+
+    /// Gives the runtime its storage and session stores (once; later calls are ignored).
+    pub fn set_services(&self, services: services::HostServices) {
+        let _ = self.services.set(services);
+    }
+
+    /// The host's sessions, if stores were set.
+    pub fn sessions(&self) -> Option<&Arc<crate::sessions::Sessions>> {
+        self.services.get().map(|s| &s.sessions)
     }
 
     /// Tells the runtime how many worker threads run requests, so that no one
@@ -518,7 +545,7 @@ impl Runtime {
     }
 
     fn probe_version(&self, guest: &GuestModule) -> Result<i32, GuestError> {
-        let mut store = self.new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET)?;
+        let mut store = self.new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET, false)?;
         let instance = guest
             .pre
             .instantiate(&mut store)
@@ -547,6 +574,7 @@ impl Runtime {
         guest: &GuestModule,
         cpu: Duration,
         wall: Duration,
+        had_session: bool,
     ) -> Result<Store<GuestState>, GuestError> {
         let started = Instant::now();
         let log = LogSink::new(usize::try_from(guest.limits.log_output).unwrap_or(usize::MAX));
@@ -596,6 +624,20 @@ impl Runtime {
             },
             app: guest.app.clone(),
             log,
+            services: services::RequestServices {
+                kv: self
+                    .services
+                    .get()
+                    .filter(|_| guest.grants.host.contains("storage"))
+                    .and_then(|s| {
+                        crate::storage::Namespace::new(&guest.app)
+                            .ok()
+                            .map(|ns| (s.kv.clone(), ns))
+                    }),
+                sessions: guest.grants.host.contains("sessions"),
+                had_session,
+                action: None,
+            },
         };
         let mut store = Store::new(guest.pre.module().engine(), state);
         store.limiter(|s| &mut s.budget);
@@ -617,6 +659,23 @@ impl Runtime {
         meta: &[u8],
         body: &[u8],
     ) -> (Result<GuestResponse, GuestError>, CallStats) {
+        let (result, stats, _) = self.invoke_with(guest, meta, body, false);
+        (result, stats)
+    }
+
+    /// As [`Runtime::invoke`], for a request that did or did not come with a
+    /// session; also returns what the guest asked to do with the session.
+    pub fn invoke_with(
+        &self,
+        guest: &GuestModule,
+        meta: &[u8],
+        body: &[u8],
+        had_session: bool,
+    ) -> (
+        Result<GuestResponse, GuestError>,
+        CallStats,
+        Option<crate::sessions::SessionAction>,
+    ) {
         let mut stats = CallStats::default();
         let limits = &guest.limits;
         let bounds = Bounds {
@@ -645,19 +704,26 @@ impl Runtime {
                         reason,
                     }),
                     stats,
+                    None,
                 );
             }
         };
         stats.queued = queued.elapsed();
         let started = Instant::now();
-        let mut store = match self.new_store(guest, limits.cpu_time, limits.wall_time) {
+        let mut store = match self.new_store(guest, limits.cpu_time, limits.wall_time, had_session)
+        {
             Ok(store) => store,
-            Err(e) => return (Err(e), stats),
+            Err(e) => return (Err(e), stats, None),
         };
         let result = self.invoke_in(guest, &mut store, meta, body, &mut stats, started);
         stats.peak_memory = stats.peak_memory.max(store.data().budget.peak_memory);
         flush_log(&store);
-        (result, stats)
+        // A guest that failed gets no say over the session.
+        let action = match result {
+            Ok(_) => store.data_mut().services.action.take(),
+            Err(_) => None,
+        };
+        (result, stats, action)
     }
 
     fn invoke_in(

@@ -1,0 +1,212 @@
+//! Native stand-ins for the host's storage and session services, so that guest logic can be unit-tested with plain `cargo test`.
+//!
+//! Compiled only when the target is not wasm32. [`crate::kv`] and
+//! [`crate::session`] call these instead of the `wasmhost` imports; they
+//! follow the semantics, limits and status codes of `docs/abi.md` (section 6
+//! and "Storage") for a single app:
+//!
+//! - storage is an in-memory `BTreeMap` **per thread** (`cargo test` runs each
+//!   test on its own thread, so every test starts with empty storage);
+//! - a session is a thread-local record of the signed-in user that tests can
+//!   read with [`session`] (the host's cookie is not simulated: tests put the
+//!   user on the [`Request`](crate::Request) with
+//!   [`Request::with_user`](crate::Request::with_user)).
+//!
+//! [`reset`] clears both.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::User;
+use crate::kv::status;
+
+/// Largest key, prefix or `after` (bytes).
+const MAX_KEY: usize = 1024;
+/// Largest value (bytes).
+const MAX_VALUE: usize = 1024 * 1024;
+/// Most keys one app may hold.
+const MAX_KEYS: usize = 100_000;
+/// Most keys on one list page.
+const MAX_PAGE: usize = 1000;
+
+/// What the fake session service has seen on this thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionState {
+    /// The user of the last `session_start`, cleared by `session_end`.
+    pub current: Option<User>,
+    /// How many times `session_start` succeeded.
+    pub started: u32,
+    /// How many times `session_end` was called.
+    pub ended: u32,
+}
+
+thread_local! {
+    static STORE: RefCell<BTreeMap<Vec<u8>, Vec<u8>>> = const { RefCell::new(BTreeMap::new()) };
+    static SESSION: RefCell<SessionState> = RefCell::new(SessionState::default());
+}
+
+/// Empties this thread's fake storage and forgets its session.
+pub fn reset() {
+    STORE.with(|s| s.borrow_mut().clear());
+    SESSION.with(|s| *s.borrow_mut() = SessionState::default());
+}
+
+/// This thread's session record.
+pub fn session() -> SessionState {
+    SESSION.with(|s| s.borrow().clone())
+}
+
+/// A copy of this thread's whole fake storage, for assertions.
+pub fn dump() -> BTreeMap<Vec<u8>, Vec<u8>> {
+    STORE.with(|s| s.borrow().clone())
+}
+
+/// Runs `f` on the store.
+fn with_store<R>(f: impl FnOnce(&mut BTreeMap<Vec<u8>, Vec<u8>>) -> R) -> R {
+    STORE.with(|s| f(&mut s.borrow_mut()))
+}
+
+/// Stores `value` under `key` in `store`, enforcing the limits.
+fn put(store: &mut BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8], value: &[u8]) -> i32 {
+    if value.len() > MAX_VALUE {
+        return status::VALUE_TOO_LARGE;
+    }
+    if !store.contains_key(key) && store.len() >= MAX_KEYS {
+        return status::TOO_MANY_KEYS;
+    }
+    store.insert(key.to_vec(), value.to_vec());
+    status::OK
+}
+
+pub(crate) fn get(key: &[u8]) -> (i32, Option<Vec<u8>>) {
+    if key.len() > MAX_KEY {
+        return (status::KEY_TOO_LARGE, None);
+    }
+    match with_store(|s| s.get(key).cloned()) {
+        Some(value) => (status::OK, Some(value)),
+        None => (status::ABSENT, None),
+    }
+}
+
+pub(crate) fn set(key: &[u8], value: &[u8]) -> i32 {
+    if key.len() > MAX_KEY {
+        return status::KEY_TOO_LARGE;
+    }
+    with_store(|s| put(s, key, value))
+}
+
+pub(crate) fn delete(key: &[u8]) -> i32 {
+    if key.len() > MAX_KEY {
+        return status::KEY_TOO_LARGE;
+    }
+    match with_store(|s| s.remove(key)) {
+        Some(_) => status::OK,
+        None => status::ABSENT,
+    }
+}
+
+pub(crate) fn list(prefix: &[u8], after: Option<&[u8]>, limit: u32) -> (i32, Option<Vec<u8>>) {
+    if prefix.len() > MAX_KEY || after.is_some_and(|a| a.len() > MAX_KEY) {
+        return (status::KEY_TOO_LARGE, None);
+    }
+    let limit = match usize::try_from(limit) {
+        Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+        _ => MAX_PAGE,
+    };
+    let lower = match after {
+        Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
+        _ => Bound::Included(prefix.to_vec()),
+    };
+    let (keys, more) = with_store(|s| {
+        let mut iter = s
+            .range((lower, Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix));
+        let keys: Vec<Vec<u8>> = iter.by_ref().take(limit).cloned().collect();
+        (keys, iter.next().is_some())
+    });
+    // The ABI's page encoding (section 6.2), so that the SDK's decoder runs
+    // natively too.
+    let mut out = Vec::new();
+    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    for key in &keys {
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+    }
+    match keys.last().filter(|_| more) {
+        Some(next) => {
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.extend_from_slice(&(next.len() as u32).to_le_bytes());
+            out.extend_from_slice(next);
+        }
+        None => out.extend_from_slice(&0u32.to_le_bytes()),
+    }
+    (status::OK, Some(out))
+}
+
+pub(crate) fn increment(key: &[u8], delta: i64) -> (i32, i64) {
+    if key.len() > MAX_KEY {
+        return (status::KEY_TOO_LARGE, 0);
+    }
+    with_store(|s| {
+        let current = match s.get(key) {
+            None => 0,
+            Some(value) => match std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+                Some(n) => n,
+                None => return (status::NOT_AN_INTEGER, 0),
+            },
+        };
+        let Some(new) = i64::checked_add(current, delta) else {
+            return (status::OVERFLOW, 0);
+        };
+        match put(s, key, new.to_string().as_bytes()) {
+            status::OK => (status::OK, new),
+            other => (other, 0),
+        }
+    })
+}
+
+pub(crate) fn cas(key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> i32 {
+    if key.len() > MAX_KEY {
+        return status::KEY_TOO_LARGE;
+    }
+    with_store(|s| {
+        if s.get(key).map(Vec::as_slice) != expected {
+            return status::MISMATCH;
+        }
+        match new {
+            Some(value) => put(s, key, value),
+            None => {
+                s.remove(key);
+                status::OK
+            }
+        }
+    })
+}
+
+pub(crate) fn start_session(id: &str, name: &str) -> i32 {
+    if id.len() > 256 || name.len() > 256 {
+        return status::BAD_ARGUMENT;
+    }
+    SESSION.with(|s| {
+        let mut s = s.borrow_mut();
+        s.current = Some(User {
+            id: id.to_owned(),
+            name: name.to_owned(),
+        });
+        s.started += 1;
+    });
+    status::OK
+}
+
+pub(crate) fn end_session() -> i32 {
+    SESSION.with(|s| {
+        let mut s = s.borrow_mut();
+        s.ended += 1;
+        match s.current.take() {
+            Some(_) => status::OK,
+            None => status::ABSENT,
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! The shared web layer of the bundled guest apps (user, todo, weibo): the base layout with its nav bar, minijinja pages with HTML auto-escaping, HTML-or-JSON error answers and UTC time formatting.
+//!
+//! Templates are compiled into each module (`include_str!`); an app passes
+//! its own to [`Pages::new`], each extending `base.html`, which shows who is
+//! signed in (`current_user`, taken from the request) and an optional
+//! `error` message.
+
+use guest_sdk::{Request, Response};
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, Value};
+use serde_json::json;
+
+pub mod time;
+
+/// The base layout every page extends: head, nav bar, `error`, `content`.
+pub const BASE_TEMPLATE: &str = include_str!("../templates/base.html");
+/// The error page.
+const ERROR_TEMPLATE: &str = include_str!("../templates/error.html");
+
+/// What a handler returns: `Err` for an early answer (a denial, a bad
+/// input), which [`Pages::finish`] treats like `Ok`.
+pub type Answer = Result<Response, Response>;
+
+/// An app's templates, ready to render.
+pub struct Pages {
+    env: Environment<'static>,
+}
+
+impl Pages {
+    /// The shared templates plus the app's `templates` (name, source).
+    /// Every template is HTML-escaped, whatever its name.
+    ///
+    /// # Panics
+    ///
+    /// If a template does not parse: a bug caught by the app's tests.
+    pub fn new(templates: &[(&'static str, &'static str)]) -> Pages {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env.add_filter("datetime", |ts: i64| time::human(ts));
+        let shared = [("base.html", BASE_TEMPLATE), ("error.html", ERROR_TEMPLATE)];
+        for (name, source) in shared.iter().chain(templates) {
+            if let Err(err) = env.add_template(name, source) {
+                panic!("template {name} does not parse: {err:#}");
+            }
+        }
+        Pages { env }
+    }
+
+    /// Renders template `name` with `ctx` (a JSON object) plus
+    /// `current_user` from `req`, as a `200` HTML response; a template
+    /// failure is logged and answered with `500`.
+    pub fn render(&self, req: &Request, name: &str, ctx: serde_json::Value) -> Response {
+        let mut ctx = match ctx {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        ctx.insert("current_user".into(), json!(req.user));
+        let result = self
+            .env
+            .get_template(name)
+            .and_then(|t| t.render(Value::from(Serde(&ctx))));
+        match result {
+            Ok(html) => Response::html(html),
+            Err(err) => {
+                guest_sdk::log::error(&format!("rendering {name}: {err:#}"));
+                Response::text("Internal Server Error: a page failed to render").with_status(500)
+            }
+        }
+    }
+
+    /// An error answer: JSON `{"error": message}` with `status` for a
+    /// request that accepts JSON, else the error page in the layout.
+    pub fn error(&self, req: &Request, status: u16, message: &str) -> Response {
+        if req.wants_json() {
+            return Response::json(&json!({ "error": message })).with_status(status);
+        }
+        self.render(
+            req,
+            "error.html",
+            json!({ "status": status, "reason": reason(status), "message": message }),
+        )
+        .with_status(status)
+    }
+
+    /// Puts a plain-text error answer (for example from
+    /// [`guest_sdk::guard`]) into the layout; other responses (redirects,
+    /// JSON, HTML) are returned unchanged.
+    pub fn dress(&self, req: &Request, resp: Response) -> Response {
+        let is_text = resp
+            .header("content-type")
+            .is_some_and(|ct| ct.starts_with("text/plain"));
+        if resp.status < 400 || !is_text || req.wants_json() {
+            return resp;
+        }
+        let message = String::from_utf8_lossy(&resp.body).into_owned();
+        self.error(req, resp.status, &message)
+    }
+}
+
+impl Pages {
+    /// The answer for a failed storage operation: logged with `what`, `500`
+    /// for the client.
+    pub fn storage_error(
+        &self,
+        req: &Request,
+        what: &str,
+        err: impl std::fmt::Display,
+    ) -> Response {
+        guest_sdk::log::error(&format!("{what}: {err}"));
+        self.error(req, 500, "storage failed; please try again later")
+    }
+
+    /// The response of a handler's [`Answer`], plain-text errors
+    /// [dressed](Pages::dress) in the layout.
+    pub fn finish(&self, req: &Request, answer: Answer) -> Response {
+        match answer {
+            Ok(resp) | Err(resp) => self.dress(req, resp),
+        }
+    }
+}
+
+/// The reason phrase of the statuses the apps answer with.
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: &str = r#"{% extends "base.html" %}{% block title %}T{% endblock %}{% block content %}<p id="x">{{ text }}</p>{% endblock %}"#;
+
+    fn pages() -> Pages {
+        Pages::new(&[("page.html", PAGE)])
+    }
+
+    fn body(resp: &Response) -> String {
+        String::from_utf8_lossy(&resp.body).into_owned()
+    }
+
+    #[test]
+    fn renders_escaped_with_the_nav() {
+        let req = Request::new("GET", "/").with_user("1", "<b>ann</b>");
+        let resp = pages().render(
+            &req,
+            "page.html",
+            json!({"text": "<script>alert(1)</script>"}),
+        );
+        assert_eq!(resp.status, 200);
+        let html = body(&resp);
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(html.contains("&lt;b&gt;ann&lt;&#x2f;b&gt;"), "{html}");
+        assert!(html.contains("action=\"/user/logout\""));
+        assert!(!html.contains("nav-login"));
+
+        let anon = pages().render(&Request::new("GET", "/"), "page.html", json!({}));
+        assert!(body(&anon).contains("nav-login"));
+        assert!(!body(&anon).contains("nav-logout"));
+    }
+
+    #[test]
+    fn errors_are_pages_or_json() {
+        let req = Request::new("GET", "/");
+        let resp = pages().error(&req, 404, "no such <thing>");
+        assert_eq!(resp.status, 404);
+        assert!(body(&resp).contains("no such &lt;thing&gt;"));
+        let json_req = req.with_header("Accept", "application/json");
+        let resp = pages().error(&json_req, 400, "bad");
+        assert_eq!(resp.status, 400);
+        assert_eq!(body(&resp), r#"{"error":"bad"}"#);
+    }
+
+    #[test]
+    fn dress_wraps_plain_errors_only() {
+        let req = Request::new("GET", "/");
+        let dressed = pages().dress(&req, Response::text("nope").with_status(403));
+        assert_eq!(dressed.status, 403);
+        assert!(body(&dressed).contains("nav-weibo"));
+        let redirect = Response::redirect("/x");
+        assert_eq!(pages().dress(&req, redirect.clone()), redirect);
+    }
+
+    #[test]
+    fn missing_template_is_500() {
+        let resp = pages().render(&Request::new("GET", "/"), "nope.html", json!({}));
+        assert_eq!(resp.status, 500);
+    }
+}

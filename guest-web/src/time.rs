@@ -1,0 +1,70 @@
+//! Wall-clock time as Unix seconds and its UTC formatting (no time zone database needed).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in seconds since the Unix epoch (WASI's realtime clock in a guest).
+pub fn now() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The civil UTC date and time of `ts`: (year, month, day, hour, minute, second).
+fn civil(ts: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = ts.div_euclid(86_400);
+    let secs = ts.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    (year, month, day, h as u32, m as u32, s as u32)
+}
+
+/// `ts` for people: `2026-05-09 07:30 UTC`.
+pub fn human(ts: i64) -> String {
+    let (y, mo, d, h, mi, _) = civil(ts);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC")
+}
+
+/// `ts` as RFC 3339 in UTC: `2026-05-09T07:30:05Z`.
+pub fn rfc3339(ts: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(ts);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let table = [
+            (0, "1970-01-01 00:00 UTC", "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29 00:00 UTC", "2000-02-29T00:00:00Z"),
+            (
+                1_778_311_805,
+                "2026-05-09 07:30 UTC",
+                "2026-05-09T07:30:05Z",
+            ),
+            (-1, "1969-12-31 23:59 UTC", "1969-12-31T23:59:59Z"),
+            (
+                4_102_444_799,
+                "2099-12-31 23:59 UTC",
+                "2099-12-31T23:59:59Z",
+            ),
+        ];
+        for (ts, h, r) in table {
+            assert_eq!(human(ts), h, "{ts}");
+            assert_eq!(rfc3339(ts), r, "{ts}");
+        }
+        assert!(now() > 1_700_000_000);
+    }
+}

@@ -1,0 +1,177 @@
+//! Host services through the real server: per-app storage, its limits and durability, login-required routes, the Origin check.
+
+use serde_json::json;
+
+use crate::guests::{RAW_WAT, one_app};
+use crate::support::{TestServer, wat_module};
+
+/// The storage probe guest (see the file for its commands).
+const KV_PROBE: &str = include_str!("../guests/kv_probe.wat");
+
+/// Two apps running the same storage probe, each granted storage.
+fn two_probes(dir: &std::path::Path) -> serde_json::Value {
+    let module = wat_module(dir, "kv_probe", KV_PROBE);
+    json!({
+        "apps": {
+            "alpha": { "module": module, "grants": { "host": ["log", "storage"] } },
+            "beta": { "module": module, "grants": { "host": ["log", "storage"] } }
+        },
+        "routes": [
+            { "path": "/alpha", "app": "alpha" },
+            { "path": "/beta", "app": "beta" }
+        ]
+    })
+}
+
+/// Sends a probe command; returns (status code the guest saw, value bytes).
+fn probe(server: &TestServer, app: &str, command: &[u8]) -> (u8, Vec<u8>) {
+    let mut c = server.connect();
+    c.send(
+        format!(
+            "POST /{app} HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            command.len()
+        )
+        .as_bytes(),
+    );
+    c.send(command);
+    let resp = c.read_response();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    (resp.body[0] - b'0', resp.body[1..].to_vec())
+}
+
+const OK: u8 = 0;
+const KEY_TOO_LARGE: u8 = 1;
+const VALUE_TOO_LARGE: u8 = 2;
+const ABSENT: u8 = 8;
+
+#[test]
+fn each_app_sees_only_its_own_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = two_probes(dir.path());
+    let server = TestServer::start_in(dir, routes, |_| {});
+    let binary: Vec<u8> = (0..=255u8).collect();
+    let mut set = b"s".to_vec();
+    set.extend_from_slice(&binary);
+    assert_eq!(probe(&server, "alpha", &set).0, OK);
+    assert_eq!(probe(&server, "alpha", b"g"), (OK, binary.clone()));
+    // The same key in the other app is another entry.
+    assert_eq!(probe(&server, "beta", b"g"), (ABSENT, vec![]));
+    assert_eq!(probe(&server, "beta", b"sbeta's").0, OK);
+    assert_eq!(probe(&server, "alpha", b"g"), (OK, binary));
+    assert_eq!(probe(&server, "beta", b"g"), (OK, b"beta's".to_vec()));
+    assert_eq!(probe(&server, "beta", b"d").0, OK);
+    assert_eq!(probe(&server, "beta", b"d").0, ABSENT);
+    assert_eq!(probe(&server, "alpha", b"g").0, OK);
+}
+
+#[test]
+fn huge_keys_and_values_are_refused_to_the_guest_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = two_probes(dir.path());
+    let server = TestServer::start_in(dir, routes, |_| {});
+    let mut huge_value = b"s".to_vec();
+    huge_value.resize(2 * 1024 * 1024, b'v');
+    assert_eq!(probe(&server, "alpha", &huge_value).0, VALUE_TOO_LARGE);
+    let mut huge_key = b"K".to_vec();
+    huge_key.resize(4096, b'k');
+    assert_eq!(probe(&server, "alpha", &huge_key).0, KEY_TOO_LARGE);
+    // Nothing was stored, and the host is fine.
+    assert_eq!(probe(&server, "alpha", b"g").0, ABSENT);
+    assert_eq!(probe(&server, "alpha", b"sok").0, OK);
+}
+
+#[test]
+fn stored_data_survives_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = two_probes(dir.path());
+    let server = TestServer::start_full(dir, routes.clone(), |_| {}, Some(data.path().to_owned()));
+    assert_eq!(probe(&server, "alpha", b"sdurable").0, OK);
+    server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = two_probes(dir.path());
+    let server = TestServer::start_full(dir, routes, |_| {}, Some(data.path().to_owned()));
+    assert_eq!(probe(&server, "alpha", b"g"), (OK, b"durable".to_vec()));
+}
+
+#[test]
+fn storage_needs_its_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = wat_module(dir.path(), "kv_probe", KV_PROBE);
+    let routes = json!({
+        "apps": { "nogrant": { "module": module } },
+        "routes": [{ "path": "/x", "app": "nogrant" }]
+    });
+    std::fs::write(dir.path().join("routes.json"), routes.to_string()).unwrap();
+    let result = wasmhost::start(wasmhost::Options {
+        routes: dir.path().join("routes.json"),
+        server: wasmhost::server::ServerConfig::new("127.0.0.1:0".parse().unwrap()),
+        max_body: wasmhost::limits::DEFAULT_MAX_BODY,
+        data_dir: None,
+    });
+    let err = format!(
+        "{:#}",
+        result.err().expect("an ungranted import must be refused")
+    );
+    assert!(err.contains("kv_get"), "{err}");
+}
+
+#[test]
+fn login_required_routes_send_anonymous_users_to_the_login_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = wat_module(dir.path(), "raw", RAW_WAT);
+    let routes = json!({
+        "apps": { "app": { "module": module, "login_required": true } },
+        "routes": [
+            { "path": "/app/...", "app": "app" },
+            { "path": "/open", "app": "app", "login_required": false }
+        ]
+    });
+    let server = TestServer::start_in(dir, routes, |_| {});
+    let resp = server.get("/app/list?page=2");
+    assert_eq!(resp.status, 302);
+    assert_eq!(
+        resp.header("location"),
+        Some("/user/login?next=%2Fapp%2Flist%3Fpage%3D2")
+    );
+    let resp = server.request(
+        "GET /app/x HTTP/1.1\r\nHost: h\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    // A forged session cookie is nobody.
+    let forged = "ab".repeat(32);
+    let resp = server.request(&format!(
+        "GET /app/x HTTP/1.1\r\nHost: h\r\nCookie: wasmhost_session={forged}\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(resp.status, 302);
+    // A route may opt out.
+    assert_eq!(server.get("/open").status, 201);
+}
+
+#[test]
+fn cross_site_mutations_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = wat_module(dir.path(), "raw", RAW_WAT);
+    let server = TestServer::start_in(dir, one_app(&module), |_| {});
+    let host = server.addr.to_string();
+    let table = [
+        ("POST", Some("http://evil.example".to_owned()), 403),
+        ("DELETE", Some("http://evil.example".to_owned()), 403),
+        ("POST", Some("null".to_owned()), 403),
+        ("POST", Some(format!("http://{host}.evil.example")), 403),
+        ("POST", Some(format!("http://{host}")), 201),
+        ("POST", None, 201),
+        ("GET", Some("http://evil.example".to_owned()), 201),
+    ];
+    for (method, origin, status) in table {
+        let origin_header = origin
+            .as_ref()
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
+        let resp = server.request(&format!(
+            "{method} /app HTTP/1.1\r\nHost: {host}\r\n{origin_header}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(resp.status, status, "{method} {origin:?}");
+    }
+}
