@@ -52,7 +52,17 @@ pub fn start(options: Options) -> anyhow::Result<server::ServerHandle> {
 /// and `start_host`).
 pub fn new_runtime(options: &Options) -> anyhow::Result<Arc<wasm::Runtime>> {
     let slots = u32::try_from(options.server.workers * 2 + 16).unwrap_or(u32::MAX);
-    let runtime = Arc::new(wasm::Runtime::new(slots).context("starting the WebAssembly engine")?);
+    // Compiled modules are cached next to the data, as an absolute path
+    // (wasmtime's cache requires one).
+    let cache = match &options.data_dir {
+        Some(dir) => {
+            Some(std::path::absolute(dir.join("cache")).context("resolving the data directory")?)
+        }
+        None => None,
+    };
+    let runtime = Arc::new(
+        wasm::Runtime::with_cache(slots, cache).context("starting the WebAssembly engine")?,
+    );
     runtime.set_workers(options.server.workers);
     runtime.set_services(open_services(options.data_dir.as_deref())?);
     Ok(runtime)

@@ -150,7 +150,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging();
+    let log_guard = init_logging();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args),
         Command::Deploy { app, file, admin } => deploy(&app, &file, &admin),
@@ -158,6 +158,8 @@ fn main() -> ExitCode {
         Command::Status { json, admin } => status(json, &admin),
         Command::Check { routes } => check(&routes),
     };
+    // Flush the log before the error line, so that the error comes last.
+    drop(log_guard);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -167,14 +169,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr through a writer thread, so that a request never waits
+/// on a write syscall for its access line; the guard flushes them at exit.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Not lossy: under a log burst, requests wait rather than lines vanish.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    guard
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -194,3 +194,48 @@ fn sigterm_stops_the_server_cleanly() {
     };
     assert_eq!(exit.code(), Some(0), "exit status {exit:?}");
 }
+
+#[test]
+fn sighup_reloads_the_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guests::HELLO, dir.path().join("hello.wasm")).unwrap();
+    let routes = |path: &str| {
+        format!(
+            r#"{{"apps":{{"hello":{{"module":"hello.wasm"}}}},"routes":[{{"path":"{path}","app":"hello"}}]}}"#
+        )
+    };
+    write(dir.path(), "routes.json", &routes("/hello"));
+    // The watcher is off, so only the signal can bring the change in.
+    let server = crate::support::ChildServer::spawn(dir.path(), &["--no-watch", "--data", "data"]);
+    let get = |path: &str| {
+        let mut c = crate::support::Client::connect(server.addr);
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes());
+        c.read_response().status
+    };
+    assert_eq!(get("/hello"), 200);
+    assert_eq!(get("/hello/greet/x"), 404);
+    write(dir.path(), "routes.json", &routes("/hello/..."));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get("/hello/greet/x"), 404, "reloaded without a signal");
+    let status = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    while get("/hello/greet/x") != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "SIGHUP did not reload the routes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A broken file on SIGHUP keeps the running routes.
+    write(dir.path(), "routes.json", "{ not json");
+    Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get("/hello/greet/x"), 200);
+}

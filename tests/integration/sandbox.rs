@@ -723,20 +723,3 @@ fn a_start_function_or_initializer_that_never_ends_is_refused_at_load() {
         );
     }
 }
-
-#[test]
-fn storage_cases_wait_for_storage() {
-    // Reading or writing another app's keys, and huge keys or values, need
-    // the storage host functions, which no guest can import yet: importing
-    // one is refused at load (see the test above). These cases are written
-    // when storage reaches guests (docs/security.md lists them as pending).
-    let err = load_error(
-        &module(
-            r#"(import "wasmhost" "kv_get" (func (param i32 i32 i32 i32) (result i32)))"#,
-            "(call $ok (i32.const 0) (i32.const 0))",
-            "",
-        ),
-        json!({}),
-    );
-    assert!(err.contains("`wasmhost::kv_get`"), "{err}");
-}

@@ -175,3 +175,29 @@ fn cross_site_mutations_are_refused() {
         assert_eq!(resp.status, status, "{method} {origin:?}");
     }
 }
+
+#[test]
+fn compiled_modules_are_cached_in_the_data_dir() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let routes = two_probes(dir.path());
+    let server = TestServer::start_full(dir, routes, |_| {}, Some(data.path().to_owned()));
+    assert_eq!(probe(&server, "alpha", b"g").0, ABSENT);
+    server.stop();
+    fn files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        files(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+    }
+    let cached = files(&data.path().join("cache"));
+    assert!(cached >= 1, "no compiled module was cached");
+}

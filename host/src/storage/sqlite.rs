@@ -489,7 +489,7 @@ mod tests {
     }
 
     /// Set by `kill9_durability` when it re-executes this test binary to run
-    /// `kill9_writer_child`; names the store directory.
+    /// `kill9_durability` (its writer role); names the store directory.
     const KILL9_ENV: &str = "WASMHOST_STORAGE_KILL9_DIR";
     const ACK: &str = "kv-ack:";
 
@@ -497,15 +497,11 @@ mod tests {
         format!("value {i} ").repeat(40).into_bytes()
     }
 
-    /// The child half of `kill9_durability`: does nothing unless `KILL9_ENV`
-    /// is set; then writes keys forever, printing each one after `set`
-    /// returned `Ok`, until the parent kills the process.
-    #[test]
-    fn kill9_writer_child() {
-        let Some(dir) = std::env::var_os(KILL9_ENV) else {
-            return;
-        };
-        let store = SqliteStore::open(Path::new(&dir)).expect("child opens the store");
+    /// The child role of `kill9_durability` (when `KILL9_ENV` is set): writes
+    /// keys forever, printing each one after `set` returned `Ok`, until the
+    /// parent kills the process.
+    fn kill9_writer(dir: &std::ffi::OsStr) -> ! {
+        let store = SqliteStore::open(Path::new(dir)).expect("child opens the store");
         let a = ns("app");
         for i in 0u64.. {
             store
@@ -513,10 +509,11 @@ mod tests {
                 .expect("child write");
             println!("{ACK}{i};");
         }
+        unreachable!("the writer loops until it is killed")
     }
 
-    /// Re-executes this test binary (`current_exe() <this module>::kill9_writer_child
-    /// --exact --nocapture`) with `KILL9_ENV` set, lets it acknowledge some
+    /// Re-executes this test binary (`current_exe() <this module>::kill9_durability
+    /// --exact --nocapture`) with `KILL9_ENV` set, which makes it the writer, lets it acknowledge some
     /// writes, SIGKILLs it mid-stream and checks every acknowledged write is
     /// in the reopened store. Self-contained: it only needs this module.
     #[cfg(unix)]
@@ -527,14 +524,14 @@ mod tests {
         use std::process::{Command, Stdio};
         use std::time::Instant;
 
-        if std::env::var_os(KILL9_ENV).is_some() {
-            return;
+        if let Some(dir) = std::env::var_os(KILL9_ENV) {
+            kill9_writer(&dir);
         }
         const WANT_ACKS: usize = 200;
         let dir = tempfile::tempdir().unwrap();
         // Test names omit the crate name that `module_path!` starts with.
         let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
-        let test_name = format!("{module}::kill9_writer_child");
+        let test_name = format!("{module}::kill9_durability");
         let exe = std::env::current_exe().unwrap();
         let mut child = Command::new(exe)
             .args([

@@ -301,6 +301,8 @@ pub struct Runtime {
     gates: Gates,
     /// The stores behind storage and sessions, set once at start.
     services: OnceLock<services::HostServices>,
+    /// Where compiled modules are cached, if anywhere.
+    cache: Option<PathBuf>,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -327,7 +329,7 @@ pub struct GuestModule {
 
 /// Builds an engine (pooling allocator, epoch interruption, optionally fuel)
 /// and its linker: WASI p1 with the host's own `poll_oneoff`, and `wasmhost`.
-fn flavor(max_instances: u32, fuel: bool) -> wasmtime::Result<Flavor> {
+fn flavor(max_instances: u32, fuel: bool, cache: Option<&Path>) -> wasmtime::Result<Flavor> {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(max_instances)
         .total_memories(max_instances)
@@ -345,6 +347,13 @@ fn flavor(max_instances: u32, fuel: bool) -> wasmtime::Result<Flavor> {
         .consume_fuel(fuel)
         .max_wasm_stack(MAX_WASM_STACK)
         .memory_init_cow(true);
+    if let Some(dir) = cache {
+        // Compiled code keyed by module bytes and engine settings: a restart
+        // or a redeploy of a known module loads instead of compiling.
+        let mut cache_config = wasmtime::CacheConfig::new();
+        cache_config.with_directory(dir);
+        config.cache(Some(wasmtime::Cache::new(cache_config)?));
+    }
     let engine = Engine::new(&config)?;
     let mut linker: Linker<GuestState> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut GuestState| &mut s.wasi)?;
@@ -360,7 +369,17 @@ impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption) and the linker,
     /// and starts the shared epoch ticker. `max_instances` bounds concurrent instances.
     pub fn new(max_instances: u32) -> anyhow::Result<Runtime> {
-        let plain = flavor(max_instances, false).map_err(anyhow::Error::from)?;
+        Runtime::with_cache(max_instances, None)
+    }
+
+    /// As [`Runtime::new`], keeping compiled modules in `cache` (an absolute
+    /// directory, created if missing) across restarts.
+    pub fn with_cache(max_instances: u32, cache: Option<PathBuf>) -> anyhow::Result<Runtime> {
+        if let Some(dir) = &cache {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating the module cache {}: {e}", dir.display()))?;
+        }
+        let plain = flavor(max_instances, false, cache.as_deref()).map_err(anyhow::Error::from)?;
         let fueled: Arc<OnceLock<Flavor>> = Arc::new(OnceLock::new());
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
@@ -385,6 +404,7 @@ impl Runtime {
             max_instances,
             gates: Gates::default(),
             services: OnceLock::new(),
+            cache,
             ticker_stop,
             ticker: Some(ticker),
         })
@@ -419,7 +439,7 @@ impl Runtime {
         if let Some(f) = self.fueled.get() {
             return Ok(f);
         }
-        let made = flavor(self.max_instances, true)
+        let made = flavor(self.max_instances, true, self.cache.as_deref())
             .map_err(|e| LoadError::Engine(format!("{:#}", anyhow::Error::from(e))))?;
         // Two loads racing both build one; the loser's is dropped unused.
         let _ = self.fueled.set(made);
