@@ -5,7 +5,7 @@
 //! signed in (`current_user`, taken from the request) and an optional
 //! `error` message.
 
-use guest_sdk::{Request, Response};
+use guest_sdk::{Request, Response, Router};
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, Value};
 use serde_json::json;
@@ -117,6 +117,25 @@ impl Pages {
             Ok(resp) | Err(resp) => self.dress(req, resp),
         }
     }
+}
+
+/// Serves one request of an app: routes it, then dresses plain-text errors
+/// (the router's 404 and 405, a guard's 403) in the app's layout.
+pub fn serve(pages: &Pages, router: &Router, mut req: Request) -> Response {
+    // The layout needs the request's metadata only: keep the body out of the copy.
+    let body = std::mem::take(&mut req.body);
+    let meta = req.clone();
+    req.body = body;
+    pages.dress(&meta, router.handle(req))
+}
+
+/// Turns a handler returning an [`Answer`] into a router handler that
+/// finishes it with the app's pages.
+pub fn wrap(
+    pages: fn() -> &'static Pages,
+    f: fn(&Request) -> Answer,
+) -> impl Fn(&Request) -> Response {
+    move |req: &Request| pages().finish(req, f(req))
 }
 
 /// The reason phrase of the statuses the apps answer with.

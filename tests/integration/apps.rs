@@ -17,7 +17,9 @@ pub fn apps_routes(dir: &Path) -> Value {
     }
     json!({
         "apps": {
-            "user": { "module": guests::USER, "grants": { "host": ["log", "storage", "sessions"] } },
+            // Password hashing (argon2id) is slow on purpose: a busy CI machine
+            // must not turn it into a 504.
+            "user": { "module": guests::USER, "limits": { "cpu_time": "5s" }, "grants": { "host": ["log", "storage", "sessions"] } },
             "todo": { "module": guests::TODO, "login_required": true, "grants": { "host": ["log", "storage"] } },
             "weibo": { "module": guests::WEIBO, "grants": { "host": ["log", "storage"] } }
         },

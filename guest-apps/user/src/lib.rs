@@ -79,18 +79,14 @@ pub fn router() -> Router {
 
 /// The handler exported to the host.
 pub fn handle(req: Request) -> Response {
-    let meta = Request {
-        body: Vec::new(),
-        ..req.clone()
-    };
-    pages().dress(&meta, router().handle(req))
+    guest_web::serve(pages(), &router(), req)
 }
 
 guest_sdk::export_handler!(handle);
 
 /// Turns a handler returning an [`Answer`] into a router handler.
 fn wrap(f: fn(&Request) -> Answer) -> impl Fn(&Request) -> Response {
-    move |req: &Request| pages().finish(req, f(req))
+    guest_web::wrap(pages, f)
 }
 
 /// `status` with `message`: JSON, or `page` re-rendered with `ctx` and the error.
