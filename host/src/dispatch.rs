@@ -115,6 +115,37 @@ pub struct Prepared {
     pub body_limit: u64,
 }
 
+/// What the event loop needs to admit a request to an app: which app, and
+/// how many of its requests may run and wait.
+pub struct Admission {
+    pub app: Arc<str>,
+    pub max_concurrency: u32,
+    pub max_queue: u32,
+    pub queue_timeout: std::time::Duration,
+}
+
+impl Prepared {
+    /// The admission rules of the app this request goes to; `None` for static
+    /// files and failures, which need no app slot.
+    pub fn admission(&self) -> Option<Admission> {
+        match &self.route {
+            Ok(Matched {
+                target: Target::App { app, .. },
+                ..
+            }) => {
+                let guest = &self.site.apps[*app];
+                Some(Admission {
+                    app: guest.app.clone(),
+                    max_concurrency: guest.limits.max_concurrency,
+                    max_queue: guest.limits.max_queue,
+                    queue_timeout: guest.limits.queue_timeout,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 struct Matched {
     target: Target,
     pattern: String,

@@ -353,7 +353,15 @@ fn a_client_that_disconnects_mid_request_leaks_nothing() {
         c.send(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n");
         drop(c);
     }
-    assert_eq!(server.get("/hello").status, 200);
+    // Once the abandoned requests are dropped or done, the one worker serves again.
+    let started = Instant::now();
+    while server.get("/hello").status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server never recovered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

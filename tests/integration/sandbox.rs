@@ -459,6 +459,71 @@ fn a_hundred_slow_requests_to_one_app_do_not_stop_another() {
     assert_hello(&server);
 }
 
+/// Requests beyond an app's running limit wait their turn on the event loop,
+/// holding no worker: all of them are answered 200 (none refused), and
+/// another app keeps answering meanwhile, with only 4 workers.
+#[test]
+fn queued_requests_wait_without_holding_workers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let apps = [(
+        "slow",
+        sleeper(200),
+        json!({ "limits": { "max_concurrency": 1, "max_queue": 16, "queue_timeout": "30s" } }),
+    )];
+    let server = serve(dir, &apps);
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = server.addr;
+            thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                c.read_response().status
+            })
+        })
+        .collect();
+    // 8 requests of 200 ms one at a time take about 1.6 s; hello answers throughout.
+    thread::sleep(Duration::from_millis(100));
+    assert_hello(&server);
+    let statuses: Vec<u16> = handles
+        .into_iter()
+        .map(|h| h.join().expect("client"))
+        .collect();
+    assert_eq!(statuses, [200; 8], "queued requests were refused");
+
+    // A full queue answers 503 with Retry-After at once.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let apps = [(
+        "slow",
+        sleeper(500),
+        json!({ "limits": { "max_concurrency": 1, "max_queue": 1, "queue_timeout": "30s" } }),
+    )];
+    let server = serve(dir, &apps);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = server.addr;
+            thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                let resp = c.read_response();
+                (resp.status, resp.header("retry-after").map(str::to_owned))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("client"))
+        .collect();
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let busy: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(ok + busy.len(), 4, "{results:?}");
+    assert!(ok >= 1 && !busy.is_empty(), "{results:?}");
+    assert!(
+        busy.iter().all(|r| r.1.as_deref() == Some("1")),
+        "{results:?}"
+    );
+    assert_hello(&server);
+}
+
 /// A guest that opens the request body as a path relative to fd 3 (the first
 /// preopen, if any) and answers the errno (u32 LE) and up to 64 bytes read.
 fn opener(oflags: u32, rights: u64) -> String {

@@ -1,6 +1,7 @@
 //! The event loop: accepts connections, drives each connection's state machine, hands complete requests to workers.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -40,6 +41,25 @@ struct Done {
     response: Response,
     head_only: bool,
     keep_alive: bool,
+    /// The app whose slot the request held, to release it.
+    app: Option<Arc<str>>,
+}
+
+/// One app's admission state: requests running on workers, and requests
+/// waiting their turn here, on the event loop, where waiting costs no thread.
+#[derive(Default)]
+struct AppQueue {
+    running: u32,
+    waiting: VecDeque<Waiting>,
+}
+
+/// A complete request waiting for a slot of its app.
+struct Waiting {
+    key: usize,
+    generation: u64,
+    job: Job,
+    /// When it stops waiting and gets 503.
+    until: Instant,
 }
 
 pub(super) struct EventLoop {
@@ -57,6 +77,8 @@ pub(super) struct EventLoop {
     done_rx: Receiver<Done>,
     /// Requests dispatched whose answer has not come back.
     in_flight: usize,
+    /// Per-app admission: `max_concurrency` running, `max_queue` waiting.
+    queues: HashMap<Arc<str>, AppQueue>,
     /// Read buffer shared by all connections (reads are copied out at once).
     scratch: Vec<u8>,
 }
@@ -91,6 +113,7 @@ impl EventLoop {
             done_tx,
             done_rx,
             in_flight: 0,
+            queues: HashMap::new(),
             scratch: vec![0; IO_CHUNK],
         })
     }
@@ -124,6 +147,7 @@ impl EventLoop {
             self.collect_done(now);
             if now.duration_since(last_sweep) >= SWEEP_EVERY {
                 self.sweep(now);
+                self.expire_waiting(now);
                 last_sweep = now;
             }
             if self.stop.load(Ordering::SeqCst) {
@@ -237,13 +261,132 @@ impl EventLoop {
         }
     }
 
+    /// Most workers one app may hold, so that another app always finds one.
+    fn worker_share(&self) -> u32 {
+        u32::try_from(self.config.workers.saturating_sub(1).max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Admits a complete request: runs it now, queues it behind its app's
+    /// running requests, or refuses it with 503 when the queue is full.
     fn dispatch(&mut self, key: usize, job: Job) {
+        let Some(admission) = job.prepared.admission() else {
+            return self.execute(key, job, None);
+        };
+        let share = self.worker_share();
+        let queue = self.queues.entry(admission.app.clone()).or_default();
+        if queue.running < admission.max_concurrency.min(share) {
+            queue.running += 1;
+            return self.execute(key, job, Some(admission.app));
+        }
+        if queue.waiting.len() < admission.max_queue as usize {
+            let generation = self.conns[key].generation;
+            queue.waiting.push_back(Waiting {
+                key,
+                generation,
+                job,
+                until: Instant::now() + admission.queue_timeout,
+            });
+            return;
+        }
+        let reason = format!(
+            "{} running, queue of {} full",
+            queue.running, admission.max_queue
+        );
+        self.refuse(key, job, &admission.app, admission.max_concurrency, reason);
+    }
+
+    /// Answers 503 (with `Retry-After`) to a request its app cannot take.
+    fn refuse(&mut self, key: usize, job: Job, app: &Arc<str>, limit: u32, reason: String) {
+        self.dispatcher
+            .metrics()
+            .app(app)
+            .limit_hit("max_concurrency");
+        let failure = Failure::Guest(crate::wasm::GuestError::Concurrency { limit, reason });
+        if let Some(conn) = self.conns.get_mut(key) {
+            tracing::warn!(target: "access", client = %conn.peer, app = %app, path = %job.request.path, "rejected: {failure}");
+            let resp = status::failure_response(&failure, job.request.wants_json());
+            conn.queue_response(resp, job.head_only, job.keep_alive, &http_date());
+        }
+        self.drive(key, Instant::now());
+    }
+
+    /// Frees a slot of `app` and starts its longest-waiting request, if any;
+    /// waiters whose client left are dropped, expired ones get 503.
+    fn release(&mut self, app: &Arc<str>, now: Instant) {
+        if let Some(queue) = self.queues.get_mut(app) {
+            queue.running = queue.running.saturating_sub(1);
+        }
+        loop {
+            let Some(waiting) = self.queues.get_mut(app).and_then(|q| q.waiting.pop_front()) else {
+                return;
+            };
+            let Some(conn) = self.conns.get(waiting.key) else {
+                continue;
+            };
+            if conn.generation != waiting.generation || !conn.is_waiting() {
+                continue;
+            }
+            if conn.peer_closed() {
+                // The client left while its request waited: nobody would read
+                // the answer, so the guest never runs.
+                self.close(waiting.key);
+                continue;
+            }
+            if now >= waiting.until {
+                let limit = waiting
+                    .job
+                    .prepared
+                    .admission()
+                    .map_or(0, |a| a.max_concurrency);
+                self.refuse(
+                    waiting.key,
+                    waiting.job,
+                    app,
+                    limit,
+                    "no slot free in time".into(),
+                );
+                continue;
+            }
+            if let Some(queue) = self.queues.get_mut(app) {
+                queue.running += 1;
+            }
+            return self.execute(waiting.key, waiting.job, Some(app.clone()));
+        }
+    }
+
+    /// Answers 503 to queued requests that waited their full timeout.
+    fn expire_waiting(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for (app, queue) in self.queues.iter_mut() {
+            while queue.waiting.front().is_some_and(|w| now >= w.until) {
+                if let Some(w) = queue.waiting.pop_front() {
+                    expired.push((app.clone(), w));
+                }
+            }
+        }
+        for (app, w) in expired {
+            let alive = self
+                .conns
+                .get(w.key)
+                .is_some_and(|c| c.generation == w.generation && c.is_waiting());
+            if alive {
+                let limit = w.job.prepared.admission().map_or(0, |a| a.max_concurrency);
+                self.refuse(w.key, w.job, &app, limit, "no slot free in time".into());
+            }
+        }
+    }
+
+    /// Hands a request to a worker.
+    fn execute(&mut self, key: usize, job: Job, app: Option<Arc<str>>) {
         let conn = &mut self.conns[key];
         if self.in_flight >= self.config.max_pending {
             let failure = Failure::Overloaded;
             tracing::warn!(target: "access", client = %conn.peer, "rejected: {failure}");
             let resp = status::failure_response(&failure, job.request.wants_json());
             conn.queue_response(resp, job.head_only, false, &http_date());
+            if let Some(app) = app {
+                self.release(&app, Instant::now());
+            }
             return;
         }
         self.in_flight += 1;
@@ -293,6 +436,7 @@ impl EventLoop {
                 response,
                 head_only,
                 keep_alive,
+                app,
             });
             let _ = waker.wake();
         });
@@ -314,6 +458,9 @@ impl EventLoop {
                 }
                 // The client left while its request ran.
                 _ => {}
+            }
+            if let Some(app) = done.app {
+                self.release(&app, now);
             }
         }
     }
