@@ -464,55 +464,51 @@ fn a_hundred_slow_requests_to_one_app_do_not_stop_another() {
 /// another app keeps answering meanwhile, with only 4 workers.
 #[test]
 fn queued_requests_wait_without_holding_workers() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let apps = [(
-        "slow",
-        sleeper(200),
-        json!({ "limits": { "max_concurrency": 1, "max_queue": 16, "queue_timeout": "30s" } }),
-    )];
-    let server = serve(dir, &apps);
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            let addr = server.addr;
-            thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                c.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-                c.read_response().status
+    /// Sends `n` concurrent GETs to /slow; returns (status, Retry-After) of each.
+    fn burst(server: &TestServer, n: usize) -> Vec<(u16, Option<String>)> {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let addr = server.addr;
+                thread::spawn(move || {
+                    let mut c = Client::connect(addr);
+                    c.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                    let resp = c.read_response();
+                    (resp.status, resp.header("retry-after").map(str::to_owned))
+                })
             })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    }
+    let slow = |millis, queue| {
+        [(
+            "slow",
+            sleeper(millis),
+            json!({ "limits": { "max_concurrency": 1, "max_queue": queue, "queue_timeout": "30s" } }),
+        )]
+    };
+
+    // 8 requests of 200 ms, one at a time: about 1.6 s, all answered 200, and
+    // hello answers throughout.
+    let server = serve(tempfile::tempdir().expect("temp dir"), &slow(200, 16));
+    let checker = {
+        let addr = server.addr;
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            let mut c = Client::connect(addr);
+            c.send(b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            c.read_response().text()
         })
-        .collect();
-    // 8 requests of 200 ms one at a time take about 1.6 s; hello answers throughout.
-    thread::sleep(Duration::from_millis(100));
-    assert_hello(&server);
-    let statuses: Vec<u16> = handles
-        .into_iter()
-        .map(|h| h.join().expect("client"))
-        .collect();
+    };
+    let statuses: Vec<u16> = burst(&server, 8).into_iter().map(|r| r.0).collect();
     assert_eq!(statuses, [200; 8], "queued requests were refused");
+    assert_eq!(checker.join().expect("hello"), "Hello, world!");
 
     // A full queue answers 503 with Retry-After at once.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let apps = [(
-        "slow",
-        sleeper(500),
-        json!({ "limits": { "max_concurrency": 1, "max_queue": 1, "queue_timeout": "30s" } }),
-    )];
-    let server = serve(dir, &apps);
-    let handles: Vec<_> = (0..4)
-        .map(|_| {
-            let addr = server.addr;
-            thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                c.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-                let resp = c.read_response();
-                (resp.status, resp.header("retry-after").map(str::to_owned))
-            })
-        })
-        .collect();
-    let results: Vec<_> = handles
-        .into_iter()
-        .map(|h| h.join().expect("client"))
-        .collect();
+    let server = serve(tempfile::tempdir().expect("temp dir"), &slow(500, 1));
+    let results = burst(&server, 4);
     let ok = results.iter().filter(|r| r.0 == 200).count();
     let busy: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
     assert_eq!(ok + busy.len(), 4, "{results:?}");
