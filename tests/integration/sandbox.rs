@@ -113,6 +113,15 @@ fn hello_routes() -> Vec<Value> {
 /// Starts a server with hello plus these apps, each `(name, wat, app settings)`
 /// and routed at `/<name>`; the settings may have `limits`, `grants`, ….
 fn serve(dir: tempfile::TempDir, apps: &[(&str, String, Value)]) -> TestServer {
+    serve_with(dir, apps, |_| {})
+}
+
+/// As `serve`, after letting the test adjust the connection settings.
+fn serve_with(
+    dir: tempfile::TempDir,
+    apps: &[(&str, String, Value)],
+    tweak: impl FnOnce(&mut wasmhost::server::ServerConfig),
+) -> TestServer {
     let mut app_table = serde_json::Map::new();
     app_table.insert("hello".into(), json!({ "module": guests::HELLO }));
     let mut routes = hello_routes();
@@ -125,7 +134,7 @@ fn serve(dir: tempfile::TempDir, apps: &[(&str, String, Value)]) -> TestServer {
         app_table.insert((*name).into(), app);
         routes.push(json!({ "path": format!("/{name}"), "app": name }));
     }
-    TestServer::start_in(dir, json!({ "apps": app_table, "routes": routes }), |_| {})
+    TestServer::start_in(dir, json!({ "apps": app_table, "routes": routes }), tweak)
 }
 
 /// Hello still answers, and correctly.
@@ -517,6 +526,31 @@ fn queued_requests_wait_without_holding_workers() {
         busy.iter().all(|r| r.1.as_deref() == Some("1")),
         "{results:?}"
     );
+    assert_hello(&server);
+}
+
+/// When the server's own bound on requests at workers (`max_pending`) is
+/// reached, a request gets 503 with Retry-After at once, and service resumes
+/// when the load is gone.
+#[test]
+fn requests_beyond_max_pending_get_503_at_once() {
+    let apps = [("slow", sleeper(3000), json!({}))];
+    let server = serve_with(tempfile::tempdir().expect("temp dir"), &apps, |s| {
+        s.max_pending = 1
+    });
+    let slow = {
+        let addr = server.addr;
+        thread::spawn(move || {
+            let mut c = Client::connect(addr);
+            c.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            c.read_response().status
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    let resp = server.get("/hello");
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    assert_eq!(slow.join().expect("slow client"), 200);
     assert_hello(&server);
 }
 

@@ -384,8 +384,10 @@ impl EventLoop {
             tracing::warn!(target: "access", client = %conn.peer, "rejected: {failure}");
             let resp = status::failure_response(&failure, job.request.wants_json());
             conn.queue_response(resp, job.head_only, false, &http_date());
-            if let Some(app) = app {
-                self.release(&app, Instant::now());
+            // Free the slot without starting a waiter: under this overload it
+            // would be refused too (and recurse); waiters time out with 503.
+            if let Some(queue) = app.and_then(|app| self.queues.get_mut(&app)) {
+                queue.running = queue.running.saturating_sub(1);
             }
             return;
         }
