@@ -67,8 +67,42 @@ pub use router::Router;
 /// A request that does not decode is answered with `400 Bad Request` without
 /// calling the handler. A panicking handler traps the instance (wasm code
 /// aborts on panic) and the host answers `500`.
+///
+/// With `init = f`, it also exports `wasmhost_init`, which calls `f()`: the
+/// host runs it once when it loads the module and snapshots the memory it
+/// leaves, so each request's fresh instance starts with that work done (ABI
+/// §2, pre-initialization). Put start-up work there: building routes,
+/// parsing templates, filling lookup tables kept in `thread_local!` or
+/// `OnceLock` statics. It must not rely on storage or sessions, which are
+/// not available while it runs.
+///
+/// ```no_run
+/// use guest_sdk::{Request, Response, Router};
+///
+/// thread_local! {
+///     static ROUTES: Router = Router::new().get("/", |_: &Request| Response::text("hi"));
+/// }
+/// fn handle(req: Request) -> Response {
+///     ROUTES.with(|r| r.handle(req))
+/// }
+/// fn init() {
+///     ROUTES.with(|_| ());
+/// }
+/// guest_sdk::export_handler!(handle, init = init);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! export_handler {
+    ($handler:expr, init = $init:expr) => {
+        $crate::export_handler!($handler);
+
+        /// wasmhost ABI export: start-up work, run once at load and
+        /// snapshotted by the host (pre-initialization).
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wasmhost_init() {
+            ($init)()
+        }
+    };
     ($handler:expr) => {
         /// wasmhost ABI export: the version of the ABI this module implements.
         #[unsafe(no_mangle)]

@@ -12,6 +12,9 @@ use serde_json::json;
 
 pub mod time;
 
+#[doc(hidden)]
+pub use guest_sdk;
+
 /// The base layout every page extends: head, nav bar, `error`, `content`.
 pub const BASE_TEMPLATE: &str = include_str!("../templates/base.html");
 /// The error page.
@@ -127,6 +130,34 @@ pub fn serve(pages: &Pages, router: &Router, mut req: Request) -> Response {
     let meta = req.clone();
     req.body = body;
     pages.dress(&meta, router.handle(req))
+}
+
+/// Emits a web app's handler and exports: `pub fn handle(Request) -> Response`
+/// serves the app's routes (built by `$router`, once per instance) dressed
+/// in its pages (`$pages`), and `wasmhost_init` builds both, so that with
+/// pre-initialization the host does it once at load instead of per request.
+#[macro_export]
+macro_rules! export_app {
+    ($router:path, $pages:path) => {
+        ::std::thread_local! {
+            /// The app's routes, built once per instance (at load, when the
+            /// host pre-initializes the module).
+            static ROUTES: $crate::guest_sdk::Router = $router();
+        }
+
+        /// The handler exported to the host.
+        pub fn handle(req: $crate::guest_sdk::Request) -> $crate::guest_sdk::Response {
+            ROUTES.with(|routes| $crate::serve($pages(), routes, req))
+        }
+
+        /// Start-up work for `wasmhost_init`: routes built, templates parsed.
+        fn init() {
+            ROUTES.with(|_| ());
+            $pages();
+        }
+
+        $crate::guest_sdk::export_handler!(handle, init = init);
+    };
 }
 
 /// Turns a handler returning an [`Answer`] into a router handler that

@@ -117,6 +117,9 @@ pub struct AppConfig {
     /// Anonymous requests to the app's routes are sent to the login page
     /// (unless a route says otherwise).
     pub login_required: bool,
+    /// Whether a module exporting `wasmhost_init` is pre-initialized at load
+    /// (on by default; off to compare, or to debug an initializer).
+    pub preinit: bool,
 }
 
 /// Capabilities granted to an app; everything not listed is denied.
@@ -370,12 +373,19 @@ impl<'de> Deserialize<'de> for RawApps {
     }
 }
 
+/// Serde's default for flags that are on unless turned off.
+fn yes() -> bool {
+    true
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawApp {
     module: String,
     #[serde(default)]
     login_required: bool,
+    #[serde(default = "yes")]
+    preinit: bool,
     limits: Option<Object<RawLimits>>,
     grants: Option<Object<RawGrants>>,
     error_pages: Option<BTreeMap<String, String>>,
@@ -546,6 +556,7 @@ pub fn parse_config(text: &str, config_path: &Path) -> Result<Config, ConfigErro
                 grants,
                 error_pages,
                 login_required: app.login_required,
+                preinit: app.preinit,
             },
         );
     }
@@ -1131,7 +1142,7 @@ mod tests {
         let text = r#"{
   "apps": {
     "hello": { "module": "target/guests/wasm32-wasip1/release/hello.wasm" },
-    "blog":  { "module": "/srv/apps/blog.wasm", "limits": { "memory": "32 MiB", "cpu_time": "2s", "wall_time": "5s", "max_body": "1 MB", "max_response": 1048576, "max_concurrency": 4, "log_output": "8KiB" } }
+    "blog":  { "module": "/srv/apps/blog.wasm", "preinit": false, "limits": { "memory": "32 MiB", "cpu_time": "2s", "wall_time": "5s", "max_body": "1 MB", "max_response": 1048576, "max_concurrency": 4, "log_output": "8KiB" } }
   },
   "routes": [
     { "path": "/hello", "app": "hello" },
@@ -1154,6 +1165,7 @@ mod tests {
                 grants: Grants::default(),
                 error_pages: BTreeMap::new(),
                 login_required: false,
+                preinit: true,
             }
         );
         assert_eq!(
@@ -1173,6 +1185,7 @@ mod tests {
                 grants: Grants::default(),
                 error_pages: BTreeMap::new(),
                 login_required: false,
+                preinit: false,
             }
         );
         assert_eq!(config.routes.len(), 5);

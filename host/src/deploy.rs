@@ -726,15 +726,24 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// Writes through a temporary file in the same directory and a rename, so a
-/// reader sees the old content or the new, never a part.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// reader sees the old content or the new, never a part. Concurrent writers
+/// of one path each use their own temporary file; the last rename wins.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let file_name = path
         .file_name()
         .ok_or_else(|| io::Error::other("no file name"))?
         .to_string_lossy();
-    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)

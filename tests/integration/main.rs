@@ -8,6 +8,7 @@ mod cli;
 mod guests;
 mod hotswap;
 mod http;
+mod preinit;
 mod sandbox;
 mod services;
 mod static_files;

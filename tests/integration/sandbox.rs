@@ -24,7 +24,7 @@ fn wat_bytes(bytes: &[u8]) -> String {
 /// body_len)`, `$ok(body, body_len)` (200), `$body($ptr)` and
 /// `$body_len($ptr, $len)` (the request body). Addresses 256..4096 are free
 /// scratch space; the allocator starts at 4096.
-fn module(imports: &str, handle: &str, extra: &str) -> String {
+pub(crate) fn module(imports: &str, handle: &str, extra: &str) -> String {
     format!(
         r#"(module
   {imports}
@@ -692,7 +692,7 @@ fn environment_and_arguments_are_empty_unless_granted() {
 
 /// Starts a server whose app `bad` is this WAT (plus hello) and returns the
 /// load error, which must come within a bounded time.
-fn load_error(wat: &str, settings: Value) -> String {
+pub(crate) fn load_error(wat: &str, settings: Value) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = wat_module(dir.path(), "bad", wat);
     let mut app = json!({ "module": path });

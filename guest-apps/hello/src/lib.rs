@@ -13,12 +13,23 @@ pub fn router() -> Router {
         .get("/hello/greet/{name}", greet)
 }
 
-/// The handler exported to the host: routes every request.
-pub fn handle(req: Request) -> Response {
-    router().handle(req)
+thread_local! {
+    /// The routes, built once per instance; with pre-initialization, once
+    /// when the host loads the module.
+    static ROUTES: Router = router();
 }
 
-guest_sdk::export_handler!(handle);
+/// The handler exported to the host: routes every request.
+pub fn handle(req: Request) -> Response {
+    ROUTES.with(|routes| routes.handle(req))
+}
+
+/// Start-up work the host runs once at load (`wasmhost_init`): the routes.
+fn init() {
+    ROUTES.with(|_| ());
+}
+
+guest_sdk::export_handler!(handle, init = init);
 
 /// Sends the body back byte for byte with the request's `Content-Type`.
 fn echo(req: &Request) -> Response {

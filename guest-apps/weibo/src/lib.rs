@@ -83,12 +83,7 @@ pub fn router() -> Router {
         .post("/weibo/comment/delete", wrap(comment_delete))
 }
 
-/// The handler exported to the host.
-pub fn handle(req: Request) -> Response {
-    guest_web::serve(pages(), &router(), req)
-}
-
-guest_sdk::export_handler!(handle);
+guest_web::export_app!(router, pages);
 
 /// Turns a handler returning an [`Answer`] into a router handler.
 fn wrap(f: fn(&Request) -> Answer) -> impl Fn(&Request) -> Response {

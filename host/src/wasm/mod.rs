@@ -4,6 +4,7 @@ pub mod abi;
 pub mod gate;
 pub mod log_sink;
 mod poll;
+pub mod preinit;
 pub mod services;
 
 use std::io::Read as _;
@@ -476,6 +477,7 @@ impl Runtime {
             bytes,
             config.limits.clone(),
             config.grants.clone(),
+            config.preinit,
         )?;
         guest.error_pages = error_pages;
         Ok(guest)
@@ -500,9 +502,12 @@ impl Runtime {
         bytes: &[u8],
         limits: Limits,
     ) -> Result<GuestModule, LoadError> {
-        self.load_with(app, path, bytes, limits, Grants::default())
+        self.load_with(app, path, bytes, limits, Grants::default(), true)
     }
 
+    /// Compiles `bytes`, pre-initializing them first if the module exports
+    /// `wasmhost_init` and `preinit` is on, then checks the module against
+    /// the ABI and the grants, links it and probes its version.
     fn load_with(
         &self,
         app: &str,
@@ -510,24 +515,28 @@ impl Runtime {
         bytes: &[u8],
         limits: Limits,
         grants: Grants,
+        preinit: bool,
     ) -> Result<GuestModule, LoadError> {
         let abi_err = |reason: String| LoadError::Abi {
             path: path.to_owned(),
             reason,
         };
         let flavor = self.flavor_for(&limits)?;
-        let module =
-            Module::from_binary(&flavor.engine, bytes).map_err(|e| LoadError::Compile {
-                path: path.to_owned(),
-                reason: format!("{:#}", anyhow::Error::from(e)),
-            })?;
-        for import in module.imports() {
-            check_import(import.module(), import.name(), &grants).map_err(abi_err)?;
-        }
-        check_export(&module, "memory", None).map_err(abi_err)?;
-        check_export(&module, "wasmhost_abi_version", Some("() -> i32")).map_err(abi_err)?;
-        check_export(&module, "wasmhost_alloc", Some("(i32) -> i32")).map_err(abi_err)?;
-        check_export(&module, "wasmhost_handle", Some("(i32, i32) -> i64")).map_err(abi_err)?;
+        let app: Arc<str> = Arc::from(app);
+        let snapshot;
+        let bytes = if preinit && preinit::exports_init(bytes) {
+            let spec = StoreSpec {
+                engine: &flavor.engine,
+                app: &app,
+                limits: &limits,
+                grants: &grants,
+            };
+            snapshot = self.preinitialize(flavor, spec, path, bytes)?;
+            &snapshot[..]
+        } else {
+            bytes
+        };
+        let module = compile(flavor, path, bytes, &grants)?;
         let has_initialize = match module.get_export("_initialize") {
             None => false,
             Some(_) => {
@@ -540,14 +549,14 @@ impl Runtime {
             .instantiate_pre(&module)
             .map_err(|e| abi_err(format!("cannot link: {:#}", anyhow::Error::from(e))))?;
         let guest = GuestModule {
-            app: Arc::from(app),
+            gate: self.gates.of(&app),
+            app,
             path: path.to_owned(),
             pre,
             has_initialize,
             limits,
             grants,
             error_pages: ErrorPages::new(),
-            gate: self.gates.of(&Arc::from(app)),
         };
         let version = self.probe_version(&guest).map_err(|e| match e {
             GuestError::CpuTime { .. } | GuestError::WallTime { .. } => abi_err(format!(
@@ -564,25 +573,103 @@ impl Runtime {
         Ok(guest)
     }
 
+    /// Runs the module's `_initialize` and `wasmhost_init` once and returns
+    /// the module rewritten to start from the state they left (wizer). The
+    /// initializers run under the app's memory limit, the load time budget
+    /// and its grants, but with no host services: state read from storage or
+    /// sessions would be frozen into every request. With a cache directory,
+    /// the snapshot is kept there and reused while module and grants match.
+    fn preinitialize(
+        &self,
+        flavor: &Flavor,
+        spec: StoreSpec<'_>,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, LoadError> {
+        let abi_err = |reason: String| LoadError::Abi {
+            path: path.to_owned(),
+            reason,
+        };
+        let cached = self
+            .cache
+            .as_deref()
+            .map(|dir| preinit::cache_path(dir, &preinit::cache_key(bytes, spec.grants)));
+        if let Some(snapshot) = cached.as_deref().and_then(|p| std::fs::read(p).ok()) {
+            return Ok(snapshot);
+        }
+        let started = Instant::now();
+        let snapshot = preinit::Preinit::default()
+            .run(bytes, |instrumented| {
+                let module = compile(flavor, path, instrumented, spec.grants)
+                    .map_err(|e| e.to_string())?;
+                check_export(&module, preinit::INIT_EXPORT, Some("() -> ()"))?;
+                let no_services = services::RequestServices {
+                    kv: None,
+                    sessions: false,
+                    had_session: false,
+                    action: None,
+                };
+                let mut store = new_store(spec, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET, no_services)
+                    .map_err(|e| e.to_string())?;
+                let instance = flavor
+                    .linker
+                    .instantiate(&mut store, &module)
+                    .map_err(|e| format!("cannot instantiate: {}", classify(e, &store, spec.limits)))?;
+                let mut call = |name: &str| -> Result<(), String> {
+                    let failed = |e, store: &Store<GuestState>| match classify(e, store, spec.limits) {
+                        GuestError::CpuTime { .. } | GuestError::WallTime { .. } => format!(
+                            "`{name}` did not finish within the start-up limit of {LOAD_CPU_BUDGET:?}"
+                        ),
+                        other => format!("`{name}` failed: {other}"),
+                    };
+                    let f = instance
+                        .get_typed_func::<(), ()>(&mut store, name)
+                        .map_err(|e| failed(e, &store))?;
+                    f.call(&mut store, ()).map_err(|e| failed(e, &store))
+                };
+                if module.get_export("_initialize").is_some() {
+                    call("_initialize")?;
+                }
+                let result = call(preinit::INIT_EXPORT);
+                flush_log(&store);
+                result.map(|()| (store, instance))
+            })
+            .map_err(abi_err)?;
+        tracing::info!(
+            app = %spec.app,
+            module = %path.display(),
+            bytes = snapshot.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "pre-initialized with `{}`",
+            preinit::INIT_EXPORT
+        );
+        if let Some(cached) = cached
+            && let Err(e) = preinit::cache_store(&cached, &snapshot)
+        {
+            tracing::warn!(path = %cached.display(), "cannot cache the pre-initialized module: {e}");
+        }
+        Ok(snapshot)
+    }
+
     fn probe_version(&self, guest: &GuestModule) -> Result<i32, GuestError> {
         let mut store = self.new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET, false)?;
         let instance = guest
             .pre
             .instantiate(&mut store)
-            .map_err(|e| classify(e, &store, guest))?;
+            .map_err(|e| classify(e, &store, &guest.limits))?;
         if guest.has_initialize {
             let init = instance
                 .get_typed_func::<(), ()>(&mut store, "_initialize")
-                .map_err(|e| classify(e, &store, guest))?;
+                .map_err(|e| classify(e, &store, &guest.limits))?;
             init.call(&mut store, ())
-                .map_err(|e| classify(e, &store, guest))?;
+                .map_err(|e| classify(e, &store, &guest.limits))?;
         }
         let f = instance
             .get_typed_func::<(), i32>(&mut store, "wasmhost_abi_version")
-            .map_err(|e| classify(e, &store, guest))?;
+            .map_err(|e| classify(e, &store, &guest.limits))?;
         let version = f
             .call(&mut store, ())
-            .map_err(|e| classify(e, &store, guest));
+            .map_err(|e| classify(e, &store, &guest.limits));
         flush_log(&store);
         version
     }
@@ -596,79 +683,27 @@ impl Runtime {
         wall: Duration,
         had_session: bool,
     ) -> Result<Store<GuestState>, GuestError> {
-        let started = Instant::now();
-        let log = LogSink::new(usize::try_from(guest.limits.log_output).unwrap_or(usize::MAX));
-        let mut builder = WasiCtxBuilder::new();
-        // Blocking file reads run on this worker thread: must be set before
-        // the preopen, which captures it.
-        builder
-            .allow_blocking_current_thread(true)
-            .stdout(log.clone())
-            .stderr(log.clone())
-            .monotonic_clock(poll::GuestClock(started));
-        if !guest.grants.env.is_empty() {
-            let env: Vec<(&str, &str)> = guest
-                .grants
-                .env
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            builder.envs(&env);
-        }
-        if let Some(dir) = &guest.grants.dir {
-            builder
-                .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
-                .map_err(|e| {
-                    GuestError::Setup(format!(
-                        "granted directory {}: {:#}",
-                        dir.host.display(),
-                        anyhow::Error::from(e)
-                    ))
-                })?;
-        }
-        let budget = Budget {
-            memory_limit: usize::try_from(guest.limits.memory).unwrap_or(usize::MAX),
-            peak_memory: 0,
-            memory_denied: false,
-            memory_wanted: 0,
+        let services = services::RequestServices {
+            kv: self
+                .services
+                .get()
+                .filter(|_| guest.grants.host.contains("storage"))
+                .and_then(|s| {
+                    crate::storage::Namespace::new(&guest.app)
+                        .ok()
+                        .map(|ns| (s.kv.clone(), ns))
+                }),
+            sessions: guest.grants.host.contains("sessions"),
+            had_session,
+            action: None,
         };
-        let state = GuestState {
-            wasi: builder.build_p1(),
-            budget,
-            timing: Timing {
-                started,
-                wall_limit: wall,
-                cpu_limit: cpu,
-                waited: Duration::ZERO,
-                stop: None,
-            },
-            app: guest.app.clone(),
-            log,
-            services: services::RequestServices {
-                kv: self
-                    .services
-                    .get()
-                    .filter(|_| guest.grants.host.contains("storage"))
-                    .and_then(|s| {
-                        crate::storage::Namespace::new(&guest.app)
-                            .ok()
-                            .map(|ns| (s.kv.clone(), ns))
-                    }),
-                sessions: guest.grants.host.contains("sessions"),
-                had_session,
-                action: None,
-            },
+        let spec = StoreSpec {
+            engine: guest.pre.module().engine(),
+            app: &guest.app,
+            limits: &guest.limits,
+            grants: &guest.grants,
         };
-        let mut store = Store::new(guest.pre.module().engine(), state);
-        store.limiter(|s| &mut s.budget);
-        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().timing.on_epoch()));
-        store.set_epoch_deadline(ticks(cpu.min(wall)));
-        if let Some(fuel) = guest.limits.fuel {
-            store
-                .set_fuel(fuel)
-                .map_err(|e| GuestError::Setup(format!("{:#}", anyhow::Error::from(e))))?;
-        }
-        Ok(store)
+        new_store(spec, cpu, wall, services)
     }
 
     /// Runs one request on a fresh instance. `meta` is the encoded request
@@ -755,7 +790,8 @@ impl Runtime {
         stats: &mut CallStats,
         started: Instant,
     ) -> Result<GuestResponse, GuestError> {
-        let fail = |e: wasmtime::Error, store: &Store<GuestState>| classify(e, store, guest);
+        let fail =
+            |e: wasmtime::Error, store: &Store<GuestState>| classify(e, store, &guest.limits);
         let instance = guest
             .pre
             .instantiate(&mut *store)
@@ -787,7 +823,7 @@ impl Runtime {
             .call(&mut *store, total_i32)
             .map_err(|e| fail(e, store))?;
         if ptr == 0 {
-            return Err(oom_or(store, guest, "wasmhost_alloc returned 0"));
+            return Err(oom_or(store, &guest.limits, "wasmhost_alloc returned 0"));
         }
         let start = ptr as u32 as usize;
         {
@@ -849,23 +885,128 @@ impl Drop for Runtime {
     }
 }
 
-fn oom_or(store: &Store<GuestState>, guest: &GuestModule, other: &str) -> GuestError {
+/// Compiles a module and checks its imports against the grants and its
+/// exports against the ABI.
+fn compile(
+    flavor: &Flavor,
+    path: &Path,
+    bytes: &[u8],
+    grants: &Grants,
+) -> Result<Module, LoadError> {
+    let abi_err = |reason: String| LoadError::Abi {
+        path: path.to_owned(),
+        reason,
+    };
+    let module = Module::from_binary(&flavor.engine, bytes).map_err(|e| LoadError::Compile {
+        path: path.to_owned(),
+        reason: format!("{:#}", anyhow::Error::from(e)),
+    })?;
+    for import in module.imports() {
+        check_import(import.module(), import.name(), grants).map_err(abi_err)?;
+    }
+    check_export(&module, "memory", None).map_err(abi_err)?;
+    check_export(&module, "wasmhost_abi_version", Some("() -> i32")).map_err(abi_err)?;
+    check_export(&module, "wasmhost_alloc", Some("(i32) -> i32")).map_err(abi_err)?;
+    check_export(&module, "wasmhost_handle", Some("(i32, i32) -> i64")).map_err(abi_err)?;
+    Ok(module)
+}
+
+/// What a store is made for: the engine, and the app's name, limits and grants.
+#[derive(Clone, Copy)]
+struct StoreSpec<'a> {
+    engine: &'a Engine,
+    app: &'a Arc<str>,
+    limits: &'a Limits,
+    grants: &'a Grants,
+}
+
+/// A store: a WASI context with only what the app is granted, its memory
+/// limiter, its time budgets and the host services it may reach.
+fn new_store(
+    spec: StoreSpec<'_>,
+    cpu: Duration,
+    wall: Duration,
+    services: services::RequestServices,
+) -> Result<Store<GuestState>, GuestError> {
+    let started = Instant::now();
+    let log = LogSink::new(usize::try_from(spec.limits.log_output).unwrap_or(usize::MAX));
+    let mut builder = WasiCtxBuilder::new();
+    // Blocking file reads run on this worker thread: must be set before
+    // the preopen, which captures it.
+    builder
+        .allow_blocking_current_thread(true)
+        .stdout(log.clone())
+        .stderr(log.clone())
+        .monotonic_clock(poll::GuestClock(started));
+    if !spec.grants.env.is_empty() {
+        let env: Vec<(&str, &str)> = spec
+            .grants
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        builder.envs(&env);
+    }
+    if let Some(dir) = &spec.grants.dir {
+        builder
+            .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
+            .map_err(|e| {
+                GuestError::Setup(format!(
+                    "granted directory {}: {:#}",
+                    dir.host.display(),
+                    anyhow::Error::from(e)
+                ))
+            })?;
+    }
+    let budget = Budget {
+        memory_limit: usize::try_from(spec.limits.memory).unwrap_or(usize::MAX),
+        peak_memory: 0,
+        memory_denied: false,
+        memory_wanted: 0,
+    };
+    let state = GuestState {
+        wasi: builder.build_p1(),
+        budget,
+        timing: Timing {
+            started,
+            wall_limit: wall,
+            cpu_limit: cpu,
+            waited: Duration::ZERO,
+            stop: None,
+        },
+        app: spec.app.clone(),
+        log,
+        services,
+    };
+    let mut store = Store::new(spec.engine, state);
+    store.limiter(|s| &mut s.budget);
+    store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().timing.on_epoch()));
+    store.set_epoch_deadline(ticks(cpu.min(wall)));
+    if let Some(fuel) = spec.limits.fuel {
+        store
+            .set_fuel(fuel)
+            .map_err(|e| GuestError::Setup(format!("{:#}", anyhow::Error::from(e))))?;
+    }
+    Ok(store)
+}
+
+fn oom_or(store: &Store<GuestState>, limits: &Limits, other: &str) -> GuestError {
     if store.data().budget.memory_denied {
-        out_of_memory(store, guest)
+        out_of_memory(store, limits)
     } else {
         GuestError::Malformed(other.to_owned())
     }
 }
 
-fn out_of_memory(store: &Store<GuestState>, guest: &GuestModule) -> GuestError {
+fn out_of_memory(store: &Store<GuestState>, limits: &Limits) -> GuestError {
     GuestError::OutOfMemory {
-        limit: guest.limits.memory,
+        limit: limits.memory,
         wanted: store.data().budget.memory_wanted as u64,
     }
 }
 
 /// Sorts a wasmtime error into what happened, for the status code and the log.
-fn classify(err: wasmtime::Error, store: &Store<GuestState>, guest: &GuestModule) -> GuestError {
+fn classify(err: wasmtime::Error, store: &Store<GuestState>, limits: &Limits) -> GuestError {
     let timing = &store.data().timing;
     match timing.stop {
         Some(Stop::Cpu(used)) => {
@@ -889,14 +1030,14 @@ fn classify(err: wasmtime::Error, store: &Store<GuestState>, guest: &GuestModule
                 used: timing.started.elapsed().saturating_sub(timing.waited),
             },
             Trap::OutOfFuel => GuestError::Fuel {
-                limit: guest.limits.fuel.unwrap_or(0),
+                limit: limits.fuel.unwrap_or(0),
             },
             Trap::StackOverflow => GuestError::StackOverflow {
                 limit: MAX_WASM_STACK,
             },
             // A Rust guest aborts (unreachable) when its allocator fails; if
             // the limiter refused growth, that is what happened.
-            _ if store.data().budget.memory_denied => out_of_memory(store, guest),
+            _ if store.data().budget.memory_denied => out_of_memory(store, limits),
             other => GuestError::Trap(other.to_string()),
         };
     }
@@ -908,7 +1049,7 @@ fn classify(err: wasmtime::Error, store: &Store<GuestState>, guest: &GuestModule
         return GuestError::Busy;
     }
     if store.data().budget.memory_denied || text.contains("exceeds memory limits") {
-        return out_of_memory(store, guest);
+        return out_of_memory(store, limits);
     }
     GuestError::Trap(text)
 }
