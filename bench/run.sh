@@ -90,9 +90,12 @@ log "load before build: $(loadavg)"
 log "cargo build --release"
 timeout 3600 cargo build --release
 WASMHOST="$ROOT/target/release/wasmhost"
-HELLO="$ROOT/target/guests/wasm32-wasip1/release/hello.wasm"
+GUESTS="$ROOT/target/guests/wasm32-wasip1/release"
+HELLO="$GUESTS/hello.wasm"
 [ -x "$WASMHOST" ] || die "$WASMHOST was not built"
-[ -f "$HELLO" ] || die "$HELLO was not built"
+for app in hello user todo; do
+    [ -f "$GUESTS/$app.wasm" ] || die "$GUESTS/$app.wasm was not built"
+done
 
 EXTRA="$TMP/extra.tsv"
 RESULTS="$TMP/results.tsv"
@@ -101,7 +104,7 @@ RESULTS="$TMP/results.tsv"
 extra() { printf '%s\t%s\n' "$1" "$2" >>"$EXTRA"; }
 
 extra "machine" "$CORES cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)"
-extra "settings" "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s --latency, $ROUNDS interleaved rounds; nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), worker_processes $CORES; wasmhost workers ${WORKERS:-default (2 per core)}"
+extra "settings" "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s --latency, $ROUNDS interleaved rounds; nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), worker_processes $CORES; wasmhost workers ${WORKERS:-default (8 per core, at least 16)}"
 
 # --- Criterion micro-benchmark ----------------------------------------------
 if [ "$CRITERION_SECS" != 0 ]; then
@@ -125,14 +128,38 @@ chmod -R a+rX "$TMP/www"
 # the app's gate would answer 503 to the overflow, which is cheap and would
 # inflate req/s. Let every connection wait for an instance instead.
 QUEUE=$((CONNS * 2 > 10000 ? 10000 : CONNS * 2))
+# The todo app twice: as deployed (pre-initialized: routes and templates
+# built once at load) and with "preinit": false (built on every request),
+# reached with Host: noinit.bench; each has its own storage namespace.
 cat >"$TMP/routes.json" <<EOF
 {
   "apps": {
-    "hello": { "module": "$HELLO", "limits": { "max_queue": $QUEUE } }
+    "hello": { "module": "$HELLO", "limits": { "max_queue": $QUEUE } },
+    "user": {
+      "module": "$GUESTS/user.wasm",
+      "limits": { "cpu_time": "5s" },
+      "grants": { "host": ["log", "storage", "sessions"] }
+    },
+    "todo": {
+      "module": "$GUESTS/todo.wasm",
+      "login_required": true,
+      "limits": { "max_queue": $QUEUE },
+      "grants": { "host": ["log", "storage"] }
+    },
+    "todo_noinit": {
+      "module": "$GUESTS/todo.wasm",
+      "preinit": false,
+      "login_required": true,
+      "limits": { "max_queue": $QUEUE },
+      "grants": { "host": ["log", "storage"] }
+    }
   },
   "routes": [
     { "path": "/hello", "app": "hello" },
     { "path": "/hello/...", "app": "hello" },
+    { "path": "/user/...", "app": "user" },
+    { "path": "/todo/...", "app": "todo" },
+    { "host": "noinit.bench", "path": "/todo/...", "app": "todo_noinit" },
     { "path": "/static/...", "static": "$TMP/www/static" }
   ]
 }
@@ -207,11 +234,42 @@ done
 
 W="http://127.0.0.1:$WASM_PORT"
 N="http://127.0.0.1:$NGINX_PORT"
+
+# --- the todo scenario: one user with 50 todos in each todo app -------------
+log "seeding the todo apps: one user, 50 todos each"
+form_post() { # url, form data, extra curl args...: prints the status code
+    curl -s --max-time 20 -o "$TMP/seed.body" -D "$TMP/seed.head" -w '%{http_code}' \
+        --data "$2" "${@:3}" "$1" || true
+}
+code=$(form_post "$W/user/register" 'username=bench&password=correct+horse+battery')
+[ "$code" = 303 ] || [ "$code" = 302 ] || die "register answered $code: $(cat "$TMP/seed.body")"
+code=$(form_post "$W/user/login" 'username=bench&password=correct+horse+battery')
+[ "$code" = 303 ] || [ "$code" = 302 ] || die "login answered $code: $(cat "$TMP/seed.body")"
+COOKIE=$(tr -d '\r' <"$TMP/seed.head" | sed -n 's/^[Ss]et-[Cc]ookie: \(wasmhost_session=[^;]*\).*/\1/p' | head -1)
+[ -n "$COOKIE" ] || die "no session cookie after logging in"
+for host in 127.0.0.1 noinit.bench; do
+    for i in $(seq 50); do
+        code=$(form_post "$W/todo/add" "title=Todo+number+$i+of+the+benchmark" -H "Cookie: $COOKIE" -H "Host: $host")
+        [ "$code" = 303 ] || [ "$code" = 302 ] || die "todo add ($host) answered $code: $(cat "$TMP/seed.body")"
+    done
+    count=$(curl -s --max-time 20 -H "Cookie: $COOKIE" -H "Host: $host" -H 'Accept: application/json' \
+        "$W/todo/index" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+    [ "$count" = 50 ] || die "$host: the todo index lists $count todos, expected 50"
+done
+for script in todo todo_noinit; do
+    host=127.0.0.1
+    [ "$script" = todo_noinit ] && host=noinit.bench
+    printf 'wrk.headers["Cookie"] = "%s"\nwrk.headers["Host"] = "%s"\n' "$COOKIE" "$host" >"$TMP/$script.lua"
+done
+# Both answer the same page: its size is the expected size of each.
+TODO_SIZE=$(curl -s --max-time 20 -o /dev/null -w '%{size_download}' -H "Cookie: $COOKIE" "$W/todo/index")
 # scenario name | URL | wrk script (or -)
 SCENARIOS=(
     "wasm hello|$W/hello|-"
     "nginx return 200|$N/hello|-"
     "wasm echo 1 KiB POST|$W/hello/echo|$BENCH/echo.lua"
+    "wasm todo index, 50 todos|$W/todo/index|$TMP/todo.lua"
+    "wasm todo index, 50 todos, no preinit|$W/todo/index|$TMP/todo_noinit.lua"
     "static 1 KiB|$W/static/1k.bin|-"
     "nginx static 1 KiB|$N/static/1k.bin|-"
     "static 100 KiB|$W/static/100k.bin|-"
@@ -228,6 +286,8 @@ check "$W/hello" 13
 check "$N/hello" 13
 check "$W/hello/echo" 1024 --data-binary @"$TMP/www/static/1k.bin" -H 'Content-Type: application/octet-stream'
 check "$W/static/1k.bin" 1024
+check "$W/todo/index" "$TODO_SIZE" -H "Cookie: $COOKIE"
+check "$W/todo/index" "$TODO_SIZE" -H "Cookie: $COOKIE" -H "Host: noinit.bench"
 check "$N/static/1k.bin" 1024
 check "$W/static/100k.bin" 102400
 check "$N/static/100k.bin" 102400
@@ -289,8 +349,8 @@ done
 kill -0 "$WASM_PID" 2>/dev/null || die "wasmhost died during the run"
 
 # --- start-up with many apps -------------------------------------------------
-# Launch 0: the 1-app routes with an empty data directory (baseline: process
-# start, engine and pool set-up, one compile). Launch 1: APPS distinct copies
+# Launch 0: the main routes (4 apps) with an empty data directory (baseline:
+# process start, engine and pool set-up, compiling and pre-initializing). Launch 1: APPS distinct copies
 # of hello (each with its own custom section, so no two share a cache key)
 # with an empty data directory: every module compiles. Launch 2: the same
 # again with the data directory launch 1 left, so a compiled-module cache
@@ -326,7 +386,9 @@ PY
     } >"$TMP/routes-apps.json"
     for attempt in 0 1 2; do
         routes="$TMP/routes-apps.json" n=$APPS host="app$((APPS - 1)).bench" data="$TMP/data-apps"
-        [ "$attempt" = 0 ] && routes="$TMP/routes.json" n=1 host=127.0.0.1 data="$TMP/data-one"
+        # Launch 0 starts the main routes: hello, user and todo twice (the
+        # last three pre-initialized, except todo_noinit).
+        [ "$attempt" = 0 ] && routes="$TMP/routes.json" n=4 host=127.0.0.1 data="$TMP/data-one"
         state="empty data directory"
         [ "$attempt" = 2 ] && state="data directory of launch 1"
         log "start-up with $n app(s), launch $attempt, $state (load $(loadavg))"

@@ -14,6 +14,8 @@ import sys
 SCENARIOS = [
     ("wasm hello", "nginx return 200"),
     ("wasm echo 1 KiB POST", "nginx return 200"),
+    ("wasm todo index, 50 todos", "wasm todo index, 50 todos, no preinit"),
+    ("wasm todo index, 50 todos, no preinit", "nginx return 200"),
     ("static 1 KiB", "nginx static 1 KiB"),
     ("static 100 KiB", "nginx static 100 KiB"),
     ("nginx return 200", None),
@@ -54,7 +56,7 @@ def main() -> int:
     print(header)
     print("|---|---|---|---|---|---|---|---|---|")
     idle = [(n, "wasm hello") for n in sorted(runs) if n.startswith(IDLE_PREFIX)]
-    order = SCENARIOS[:4] + idle + SCENARIOS[4:]
+    order = SCENARIOS[:6] + idle + SCENARIOS[6:]
     for name, ref in order:
         if name not in runs:
             continue

@@ -81,6 +81,26 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The same without pre-initialization: the guest builds its router in
+    // every request (`"preinit": false`).
+    let plain_config = wasmhost::config::AppConfig {
+        module: HELLO.into(),
+        limits: Limits::default(),
+        grants: wasmhost::config::Grants::default(),
+        error_pages: Default::default(),
+        login_required: false,
+        preinit: false,
+    };
+    let plain = runtime
+        .load_app("hello", &plain_config)
+        .expect("load hello without preinit");
+    c.bench_function("wasm_invoke_hello_get_no_preinit", |b| {
+        b.iter(|| {
+            let (resp, _) = runtime.invoke(&plain, black_box(&get_meta), black_box(&[]));
+            black_box(resp.expect("hello answers"))
+        })
+    });
+
     // The same with the host-side JSON encoding of the request meta included.
     c.bench_function("wasm_encode_and_invoke_hello_get", |b| {
         b.iter(|| {

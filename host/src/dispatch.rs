@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::config::{Config, RouteTarget};
+use crate::config::{AppConfig, Config, RouteTarget};
 use crate::http::parse::RequestHead;
 use crate::http::{Body, Method, Request, Response};
 use crate::metrics::Metrics;
@@ -44,13 +45,38 @@ pub struct Site {
 
 impl Site {
     /// Loads every module and opens every static directory of a config.
+    /// Modules load in parallel, one thread per core: compiling and
+    /// pre-initializing new modules is CPU-bound. The error reported is that
+    /// of the first failing app in the config's order.
     pub fn load(config: &Config, runtime: &Runtime) -> anyhow::Result<Site> {
+        let apps: Vec<(&String, &AppConfig)> = config.apps.iter().collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, apps.len().max(1));
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<anyhow::Result<GuestModule>>>> =
+            Mutex::new((0..apps.len()).map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((name, app)) = apps.get(i) else {
+                            break;
+                        };
+                        let result = runtime
+                            .load_app(name, app)
+                            .with_context(|| format!("{}: app \"{name}\"", config.path.display()));
+                        results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+                    }
+                });
+            }
+        });
+        let loaded = results.into_inner().unwrap_or_else(|p| p.into_inner());
         let mut modules = HashMap::new();
-        for (name, app) in &config.apps {
-            let module = runtime
-                .load_app(name, app)
-                .with_context(|| format!("{}: app \"{name}\"", config.path.display()))?;
-            modules.insert(name.clone(), Arc::new(module));
+        for ((name, _), result) in apps.iter().zip(loaded) {
+            let module = result.context("a module load did not finish")??;
+            modules.insert((*name).clone(), Arc::new(module));
         }
         Site::assemble(config, &modules)
     }
@@ -302,14 +328,10 @@ impl Dispatcher {
         outcome: &mut Outcome,
     ) -> Response {
         let metrics = self.metrics.app(&guest.app);
-        metrics
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let resp = self.call_guest(guest, matched, req, identity, outcome, &metrics);
-        metrics
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         metrics.observe(resp.status, started.elapsed());
         resp
     }
@@ -378,9 +400,7 @@ impl Dispatcher {
                 if let Some(kind) = e.limit_kind() {
                     metrics.limit_hit(kind);
                 } else if e.is_trap() {
-                    metrics
-                        .traps
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics.traps.fetch_add(1, Ordering::Relaxed);
                 }
                 // The one log line of this event: app, route, limit, figure.
                 tracing::warn!(

@@ -83,7 +83,7 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Worker threads that run handlers (default: two per core).
+    /// Worker threads that run handlers (default: eight per core, at least 16).
     #[arg(long)]
     workers: Option<usize>,
     /// Largest request body, in bytes, for routes without an app limit.

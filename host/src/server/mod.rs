@@ -53,10 +53,13 @@ impl ServerConfig {
     }
 }
 
-/// Two workers per core: handlers are mostly CPU-bound Wasm, with some blocking
-/// file and storage I/O to overlap.
+/// Eight workers per core, at least 16. A request holds its worker for its
+/// whole run, storage waits included, and the hand-off between the event
+/// loop and the workers only stays busy with many requests in flight: on 2
+/// cores, hello served 30k req/s with 4 workers and 50k with 16
+/// (docs/BENCHMARKS.md). An idle worker costs a parked thread.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
+    (std::thread::available_parallelism().map_or(2, |n| n.get()) * 8).max(16)
 }
 
 /// A running server.
