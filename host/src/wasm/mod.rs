@@ -31,6 +31,10 @@ use log_sink::LogSink;
 /// counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Subdirectory of the cache directory holding wasmtime's compiled modules;
+/// pre-initialized modules sit beside it (`preinit::cache_path`).
+const MODULE_CACHE_DIR: &str = "modules";
+
 /// Time a module's start-up (instantiation and `wasmhost_abi_version`) may
 /// take at load, so that a guest looping in its initializer cannot hang a load.
 const LOAD_CPU_BUDGET: Duration = Duration::from_secs(2);
@@ -349,10 +353,13 @@ fn flavor(max_instances: u32, fuel: bool, cache: Option<&Path>) -> wasmtime::Res
         .max_wasm_stack(MAX_WASM_STACK)
         .memory_init_cow(true);
     if let Some(dir) = cache {
+        // wasmtime's cache worker deletes every file it does not recognise
+        // in its directory: it gets a subdirectory of its own.
+        let dir = dir.join(MODULE_CACHE_DIR);
         // Compiled code keyed by module bytes and engine settings: a restart
         // or a redeploy of a known module loads instead of compiling.
         let mut cache_config = wasmtime::CacheConfig::new();
-        cache_config.with_directory(dir);
+        cache_config.with_directory(&dir);
         config.cache(Some(wasmtime::Cache::new(cache_config)?));
     }
     let engine = Engine::new(&config)?;
@@ -377,8 +384,10 @@ impl Runtime {
     /// directory, created if missing) across restarts.
     pub fn with_cache(max_instances: u32, cache: Option<PathBuf>) -> anyhow::Result<Runtime> {
         if let Some(dir) = &cache {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("creating the module cache {}: {e}", dir.display()))?;
+            let modules = dir.join(MODULE_CACHE_DIR);
+            std::fs::create_dir_all(&modules).map_err(|e| {
+                anyhow::anyhow!("creating the module cache {}: {e}", modules.display())
+            })?;
         }
         let plain = flavor(max_instances, false, cache.as_deref()).map_err(anyhow::Error::from)?;
         let fueled: Arc<OnceLock<Flavor>> = Arc::new(OnceLock::new());

@@ -62,7 +62,9 @@ pub fn cache_key(bytes: &[u8], grants: &Grants) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Where a snapshot with this key lives under the module cache directory.
+/// Where a snapshot with this key lives under the cache directory (beside
+/// wasmtime's `modules`, never inside it: its cache worker deletes files it
+/// did not write).
 pub fn cache_path(cache: &Path, key: &str) -> PathBuf {
     cache.join("preinit").join(format!("{key}.wasm"))
 }
