@@ -20,6 +20,9 @@ const MAX_PATH_LEN: usize = 4096;
 const MAX_SEGMENTS: usize = 64;
 /// First second an HTTP-date cannot express (year 10000); `httpdate` panics at or after it.
 const HTTP_DATE_END_SECS: u64 = 253_402_300_800;
+/// Largest file body read into memory on the worker (sent with the head in
+/// one `writev`); larger ones are sent from the file with `sendfile`.
+const SMALL_FILE: u64 = 16 * 1024;
 /// The file served for a directory requested with a trailing slash; there are no listings.
 const INDEX_FILE: &str = "index.html";
 /// Characters escaped when a decoded segment is put back into a `Location` path segment.
@@ -277,7 +280,7 @@ impl StaticDir {
             let last = offset + len - 1;
             resp = resp.with_header("Content-Range", format!("bytes {offset}-{last}/{}", v.len));
         }
-        resp.body = Body::File { file, offset, len };
+        resp.body = small_body(&file, offset, len).unwrap_or(Body::File { file, offset, len });
         Ok(resp)
     }
 
@@ -406,6 +409,20 @@ impl StaticDir {
         let meta = fs::metadata(&real).map_err(|e| io_refusal(&e))?;
         Ok((real, meta))
     }
+}
+
+/// A body of at most [`SMALL_FILE`] bytes read now, on the worker, so that
+/// the event loop sends head and body in one `writev`; `None` for larger
+/// bodies, or if the read comes up short (the file shrank: the streaming
+/// path then ends the connection rather than send a wrong length).
+fn small_body(file: &File, offset: u64, len: u64) -> Option<Body> {
+    use std::os::unix::fs::FileExt;
+    if len > SMALL_FILE {
+        return None;
+    }
+    let mut bytes = vec![0; usize::try_from(len).ok()?];
+    file.read_exact_at(&mut bytes, offset).ok()?;
+    Some(Body::Bytes(bytes))
 }
 
 /// The redirect for a directory named without its trailing slash.
@@ -974,7 +991,6 @@ mod tests {
             assert_eq!(resp.header("Content-Type"), Some(ctype), "{rest}");
             assert_eq!(resp.header("Accept-Ranges"), Some("bytes"), "{rest}");
             assert_eq!(resp.header("Content-Length"), None, "{rest}");
-            assert!(matches!(resp.body, Body::File { offset: 0, .. }), "{rest}");
             assert_eq!(body_bytes(&mut resp), body, "{rest}");
         }
     }
@@ -1197,7 +1213,6 @@ mod tests {
             assert_eq!(resp.header("Content-Range"), *content_range, "{range}");
             assert_eq!(body_bytes(&mut resp), *body, "{range}");
             if *status == 206 {
-                assert!(matches!(resp.body, Body::File { .. }));
                 assert_eq!(
                     resp.header("Content-Type"),
                     Some("text/plain; charset=utf-8")
@@ -1413,6 +1428,44 @@ mod tests {
             let mut resp = get(&f, rest, &[]);
             assert_eq!(resp.status, 200, "{rest}");
             assert_eq!(body_bytes(&mut resp), body);
+        }
+    }
+
+    #[test]
+    fn small_bodies_are_read_now_and_large_ones_sent_from_the_file() {
+        let f = fixture();
+        let big: Vec<u8> = (0..SMALL_FILE + 1).map(|i| (i % 251) as u8).collect();
+        write(&f.dir.root().join("big.bin"), &big);
+        let small = &big[..SMALL_FILE as usize];
+        write(&f.dir.root().join("small.bin"), small);
+        let last = SMALL_FILE.to_string();
+        // (path, Range, expected body, read into memory?)
+        let table: [(&str, &str, &[u8], bool); 5] = [
+            ("/small.bin", "", small, true),
+            ("/big.bin", "", &big, false),
+            ("/big.bin", "bytes=1-", &big[1..], true),
+            ("/big.bin", "bytes=0-", &big, false),
+            (
+                "/big.bin",
+                &format!("bytes={last}-"),
+                &big[SMALL_FILE as usize..],
+                true,
+            ),
+        ];
+        for (rest, range, want, in_memory) in table {
+            let headers: &[(&str, &str)] = if range.is_empty() {
+                &[]
+            } else {
+                &[("Range", range)]
+            };
+            let mut resp = get(&f, rest, headers);
+            assert!(resp.status == 200 || resp.status == 206, "{rest} {range}");
+            assert_eq!(
+                matches!(resp.body, Body::Bytes(_)),
+                in_memory,
+                "{rest} {range}"
+            );
+            assert_eq!(body_bytes(&mut resp), want, "{rest} {range}");
         }
     }
 

@@ -3,7 +3,6 @@
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -24,6 +23,10 @@ const MAX_BUFFERED_AHEAD: usize = MAX_HEADER_SECTION + IO_CHUNK;
 
 /// The interim response sent to a client that asked for `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Most bytes asked of one `sendfile` call: bounds the `usize` conversion;
+/// the socket buffer takes far less, and the call returns what fit.
+const SENDFILE_CHUNK: u64 = 1024 * 1024;
 
 /// Where a connection is in its request/response cycle.
 enum Phase {
@@ -84,12 +87,8 @@ struct Outgoing {
     body: Vec<u8>,
     /// Bytes of head+body already written.
     written: usize,
-    /// A file body streamed after `head`/`body`: (file, next offset, bytes left).
+    /// A file body sent after `head`/`body`: (file, next offset, bytes left).
     file: Option<(File, u64, u64)>,
-    /// Bytes read from `file` but not yet written.
-    chunk: Vec<u8>,
-    /// Bytes of `chunk` already written.
-    chunk_written: usize,
 }
 
 pub(super) struct Conn {
@@ -396,8 +395,6 @@ impl Conn {
             body,
             written: 0,
             file,
-            chunk: Vec::new(),
-            chunk_written: 0,
         });
         self.served += 1;
         if !keep_alive {
@@ -414,8 +411,6 @@ impl Conn {
             body: Vec::new(),
             written: 0,
             file: None,
-            chunk: Vec::new(),
-            chunk_written: 0,
         });
     }
 
@@ -444,38 +439,24 @@ impl Conn {
                     Err(e) => return Err(e),
                 }
             }
-            // A file body, a chunk at a time.
-            loop {
-                if o.chunk_written == o.chunk.len() {
-                    let Some((file, offset, left)) = &mut o.file else {
-                        break;
-                    };
-                    if *left == 0 {
-                        o.file = None;
-                        break;
-                    }
-                    let want = (*left).min(IO_CHUNK as u64) as usize;
-                    o.chunk.resize(want, 0);
-                    let n = file.read_at(&mut o.chunk, *offset)?;
-                    if n == 0 {
-                        // The file shrank under us: the promised length can no
-                        // longer be met, so the connection must end here.
-                        return Err(io::Error::other("static file shrank while being sent"));
-                    }
-                    o.chunk.truncate(n);
-                    o.chunk_written = 0;
-                    *offset += n as u64;
-                    *left -= n as u64;
+            // A file body, straight from the page cache to the socket.
+            while let Some((file, offset, left)) = &mut o.file {
+                if *left == 0 {
+                    o.file = None;
+                    break;
                 }
-                match self.stream.write(&o.chunk[o.chunk_written..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                let want = usize::try_from((*left).min(SENDFILE_CHUNK)).unwrap_or(usize::MAX);
+                match rustix::fs::sendfile(&self.stream, &*file, Some(offset), want) {
+                    // The file shrank under us: the promised length can no
+                    // longer be met, so the connection must end here.
+                    Ok(0) => return Err(io::Error::other("static file shrank while being sent")),
                     Ok(n) => {
-                        o.chunk_written += n;
+                        *left -= n as u64;
                         self.last_progress = now;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                    Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             self.out.remove(0);
