@@ -192,6 +192,13 @@ impl Conn {
                         self.rpos = 0;
                     }
                     self.rbuf.extend_from_slice(&scratch[..n]);
+                    if n < scratch.len() {
+                        // A short read drained the socket: skip the read that
+                        // would only say EAGAIN. Readiness is edge-triggered,
+                        // so bytes arriving later raise a new event.
+                        self.readable = false;
+                        return Ok(());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
