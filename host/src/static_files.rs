@@ -292,33 +292,32 @@ impl StaticDir {
         }
         let mut logical = self.root.clone();
         logical.extend(&parsed.segments);
-        let relative = if parsed.segments.is_empty() {
+        // A trailing slash names a directory's index: open that directly.
+        let index = parsed.trailing_slash.then_some(INDEX_FILE);
+        let names: Vec<&str> = parsed
+            .segments
+            .iter()
+            .map(String::as_str)
+            .chain(index)
+            .collect();
+        let relative = if names.is_empty() {
             ".".to_owned()
         } else {
-            parsed.segments.join("/")
-        };
-        // A trailing slash names a directory's index: open that directly.
-        let (relative, logical) = if parsed.trailing_slash {
-            (format!("{relative}/{INDEX_FILE}"), logical.join(INDEX_FILE))
-        } else {
-            (relative, logical)
+            names.join("/")
         };
         match self.open_beneath(&relative)? {
-            Some((_, meta)) if meta.is_dir() && !parsed.trailing_slash => {
-                Ok(redirect_to_dir(&parsed))
-            }
+            Some((_, meta)) if meta.is_dir() && index.is_none() => Ok(redirect_to_dir(&parsed)),
             Some((file, meta)) if meta.is_file() => Ok(Target::File {
                 file,
-                logical,
+                logical: match index {
+                    Some(index) => logical.join(index),
+                    None => logical,
+                },
                 meta,
             }),
             // A FIFO, socket, device, or a directory named `index.html`.
             Some(_) => Err(Refusal::NotFound),
-            None => {
-                let mut logical = self.root.clone();
-                logical.extend(&parsed.segments);
-                self.resolve_by_path(&parsed, logical)
-            }
+            None => self.resolve_by_path(&parsed, logical),
         }
     }
 

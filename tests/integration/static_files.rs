@@ -146,6 +146,45 @@ fn large_files_stream_whole_and_in_ranges() {
 }
 
 #[test]
+fn a_file_that_shrinks_while_being_sent_ends_the_connection() {
+    // Content-Length promised the whole file; once it shrinks the server can
+    // only end the connection, and it must do so instead of hanging.
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let server = static_server();
+    let path = server.dir.path().join("public/shrinking.bin");
+    // Sparse: 64 MiB, far more than loopback socket buffers hold.
+    std::fs::File::create(&path).unwrap().set_len(SIZE).unwrap();
+    let mut c = server.connect();
+    c.send(b"GET /static/shrinking.bin HTTP/1.1\r\nHost: h\r\n\r\n");
+    // Let the server fill the socket buffers, then cut the file.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1024 * 1024)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let got = c.read_to_close();
+    assert!(
+        started.elapsed() < crate::support::READ_TIMEOUT,
+        "the server neither finished nor closed"
+    );
+    let head_end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = String::from_utf8_lossy(&got[..head_end]);
+    assert!(head.contains(&format!("Content-Length: {SIZE}")), "{head}");
+    let body = (got.len() - head_end) as u64;
+    assert!(
+        body < SIZE,
+        "got the whole promised body from a shrunk file"
+    );
+}
+
+#[test]
 fn nothing_outside_the_root_is_ever_served() {
     let server = static_server();
     let table = [
