@@ -132,13 +132,36 @@ pub fn serve(pages: &Pages, router: &Router, mut req: Request) -> Response {
     pages.dress(&meta, router.handle(req))
 }
 
-/// Emits a web app's handler and exports: `pub fn handle(Request) -> Response`
-/// serves the app's routes (built by `$router`, once per instance) dressed
-/// in its pages (`$pages`), and `wasmhost_init` builds both, so that with
-/// pre-initialization the host does it once at load instead of per request.
+/// Emits a web app's shared parts: `fn pages()`, its templates (`Pages`,
+/// built once); `fn wrap(f)`, which turns a handler returning an [`Answer`]
+/// into a router handler finished with those pages; `pub fn handle`, which
+/// serves the routes built by `$router` (once per instance) dressed in the
+/// pages; and the ABI exports, with `wasmhost_init` building the routes and
+/// the templates so that, pre-initialized, the host does it once at load.
+///
+/// ```text
+/// guest_web::export_app! {
+///     router: router,
+///     templates: [("index.html", include_str!("../templates/index.html"))],
+/// }
+/// ```
 #[macro_export]
 macro_rules! export_app {
-    ($router:path, $pages:path) => {
+    (router: $router:path, templates: [$(($name:expr, $source:expr)),* $(,)?] $(,)?) => {
+        /// The app's templates, parsed once (at load, when pre-initialized).
+        fn pages() -> &'static $crate::Pages {
+            static PAGES: ::std::sync::OnceLock<$crate::Pages> = ::std::sync::OnceLock::new();
+            PAGES.get_or_init(|| $crate::Pages::new(&[$(($name, $source)),*]))
+        }
+
+        /// Turns a handler returning an [`Answer`](guest_web::Answer) into a
+        /// router handler finished with the app's pages.
+        fn wrap(
+            f: fn(&$crate::guest_sdk::Request) -> $crate::Answer,
+        ) -> impl Fn(&$crate::guest_sdk::Request) -> $crate::guest_sdk::Response {
+            $crate::wrap(pages, f)
+        }
+
         ::std::thread_local! {
             /// The app's routes, built once per instance (at load, when the
             /// host pre-initializes the module).
@@ -147,13 +170,13 @@ macro_rules! export_app {
 
         /// The handler exported to the host.
         pub fn handle(req: $crate::guest_sdk::Request) -> $crate::guest_sdk::Response {
-            ROUTES.with(|routes| $crate::serve($pages(), routes, req))
+            ROUTES.with(|routes| $crate::serve(pages(), routes, req))
         }
 
         /// Start-up work for `wasmhost_init`: routes built, templates parsed.
         fn init() {
             ROUTES.with(|_| ());
-            $pages();
+            pages();
         }
 
         $crate::guest_sdk::export_handler!(handle, init = init);

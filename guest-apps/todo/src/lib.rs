@@ -4,12 +4,10 @@
 //! `todo`). Every route needs a login ([`guard::require_login`]); touching
 //! another user's todo is `403` ([`guard::same_user`]).
 
-use std::sync::OnceLock;
-
 use guest_sdk::form::{Form, parse_id};
 use guest_sdk::model::{self, Model};
 use guest_sdk::{Request, Response, Router, User, guard};
-use guest_web::{Answer, Pages, time};
+use guest_web::{Answer, time};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -35,17 +33,6 @@ impl Model for Todo {
     const TABLE: &'static str = "todo";
 }
 
-/// The app's templates.
-fn pages() -> &'static Pages {
-    static PAGES: OnceLock<Pages> = OnceLock::new();
-    PAGES.get_or_init(|| {
-        Pages::new(&[
-            ("index.html", include_str!("../templates/index.html")),
-            ("edit.html", include_str!("../templates/edit.html")),
-        ])
-    })
-}
-
 /// The app's routes.
 pub fn router() -> Router {
     Router::new()
@@ -57,11 +44,12 @@ pub fn router() -> Router {
         .post("/todo/delete", wrap(delete))
 }
 
-guest_web::export_app!(router, pages);
-
-/// Turns a handler returning an [`Answer`] into a router handler.
-fn wrap(f: fn(&Request) -> Answer) -> impl Fn(&Request) -> Response {
-    guest_web::wrap(pages, f)
+guest_web::export_app! {
+    router: router,
+    templates: [
+        ("index.html", include_str!("../templates/index.html")),
+        ("edit.html", include_str!("../templates/edit.html")),
+    ],
 }
 
 /// A todo as JSON and as template context.

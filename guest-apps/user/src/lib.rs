@@ -7,15 +7,13 @@
 //! ([`guest_sdk::session`]), which needs the `sessions` grant; every app then
 //! sees the user in [`Request::user`].
 
-use std::sync::OnceLock;
-
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use guest_sdk::form::Form;
 use guest_sdk::model::{self, Model};
 use guest_sdk::{Request, Response, Router, guard, kv, session};
-use guest_web::{Answer, Pages, time};
+use guest_web::{Answer, time};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -53,18 +51,6 @@ fn name_key(username: &str) -> String {
     format!("user/by-name/{}", username.to_ascii_lowercase())
 }
 
-/// The app's templates.
-fn pages() -> &'static Pages {
-    static PAGES: OnceLock<Pages> = OnceLock::new();
-    PAGES.get_or_init(|| {
-        Pages::new(&[
-            ("register.html", include_str!("../templates/register.html")),
-            ("login.html", include_str!("../templates/login.html")),
-            ("profile.html", include_str!("../templates/profile.html")),
-        ])
-    })
-}
-
 /// The app's routes.
 pub fn router() -> Router {
     Router::new()
@@ -77,11 +63,13 @@ pub fn router() -> Router {
         .get("/user/profile", wrap(profile))
 }
 
-guest_web::export_app!(router, pages);
-
-/// Turns a handler returning an [`Answer`] into a router handler.
-fn wrap(f: fn(&Request) -> Answer) -> impl Fn(&Request) -> Response {
-    guest_web::wrap(pages, f)
+guest_web::export_app! {
+    router: router,
+    templates: [
+        ("register.html", include_str!("../templates/register.html")),
+        ("login.html", include_str!("../templates/login.html")),
+        ("profile.html", include_str!("../templates/profile.html")),
+    ],
 }
 
 /// `status` with `message`: JSON, or `page` re-rendered with `ctx` and the error.

@@ -7,12 +7,11 @@
 //! `Accept: application/json`.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use guest_sdk::form::{Form, parse_id};
 use guest_sdk::model::{self, Model};
 use guest_sdk::{Request, Response, Router, User, guard};
-use guest_web::{Answer, Pages, time};
+use guest_web::{Answer, time};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -59,17 +58,6 @@ impl Model for Comment {
     const TABLE: &'static str = "comment";
 }
 
-/// The app's templates.
-fn pages() -> &'static Pages {
-    static PAGES: OnceLock<Pages> = OnceLock::new();
-    PAGES.get_or_init(|| {
-        Pages::new(&[
-            ("index.html", include_str!("../templates/index.html")),
-            ("edit.html", include_str!("../templates/edit.html")),
-        ])
-    })
-}
-
 /// The app's routes.
 pub fn router() -> Router {
     Router::new()
@@ -83,11 +71,12 @@ pub fn router() -> Router {
         .post("/weibo/comment/delete", wrap(comment_delete))
 }
 
-guest_web::export_app!(router, pages);
-
-/// Turns a handler returning an [`Answer`] into a router handler.
-fn wrap(f: fn(&Request) -> Answer) -> impl Fn(&Request) -> Response {
-    guest_web::wrap(pages, f)
+guest_web::export_app! {
+    router: router,
+    templates: [
+        ("index.html", include_str!("../templates/index.html")),
+        ("edit.html", include_str!("../templates/edit.html")),
+    ],
 }
 
 /// `400` with `message`: JSON, or `page` re-rendered with `ctx` and the error.
