@@ -14,6 +14,8 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip1";
 
 fn main() {
+    ensure_target_installed();
+
     let manifest =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest
@@ -75,6 +77,55 @@ fn main() {
     }
     let dest = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("guests.rs");
     std::fs::write(dest, consts).expect("cannot write guests.rs");
+}
+
+/// Makes sure the guests' standard library is installed for the toolchain
+/// building the host, adding it with rustup when it is not.
+///
+/// rustup installs the `targets` of `rust-toolchain.toml` only when it
+/// installs the toolchain itself, not into a toolchain that was already there,
+/// so a fresh machine with the pinned toolchain may lack the target. This
+/// script has no build-dependencies, so cargo runs it early, while the host's
+/// dependencies are still compiling: a missing target that cannot be added
+/// stops the build before the long compile is done.
+fn ensure_target_installed() {
+    if target_std_installed() {
+        return;
+    }
+    println!(
+        "cargo:warning=the {TARGET} target is not installed for this toolchain; running `rustup target add {TARGET}`"
+    );
+    // Under rustup, RUSTUP_TOOLCHAIN names the toolchain cargo runs with, so
+    // the target is added to that one (the pinned one) and not to a default.
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", TARGET]);
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.arg("--toolchain").arg(toolchain);
+    }
+    let added = cmd.status().map(|s| s.success()).unwrap_or(false);
+    if !added || !target_std_installed() {
+        eprintln!(
+            "error: the {TARGET} target is missing and `rustup target add {TARGET}` did not install it; run that command yourself, then build again"
+        );
+        std::process::exit(1);
+    }
+}
+
+/// Whether `rustc --print sysroot` holds a standard library for [`TARGET`].
+fn target_std_installed() -> bool {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
+        return false;
+    };
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let lib = sysroot.join("lib").join("rustlib").join(TARGET).join("lib");
+    std::fs::read_dir(lib).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("libstd-") && n.ends_with(".rlib"))
+        })
+    })
 }
 
 /// Names of the crates directly below `dir` (each a directory with a Cargo.toml).
