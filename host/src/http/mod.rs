@@ -1,6 +1,10 @@
-//! HTTP/1.1 message types and the pure parsing and framing logic, apart from any socket.
+//! HTTP/1.1 without a socket: message types, head parsing and framing, chunked bodies, the connection state machine, dates, and this layer's error table.
 
 pub mod chunked;
+pub mod conn;
+pub mod date;
+pub mod error;
+pub mod error_page;
 pub mod parse;
 pub mod request;
 pub mod response;
