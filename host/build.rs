@@ -92,9 +92,6 @@ fn ensure_target_installed() {
     if target_std_installed() {
         return;
     }
-    println!(
-        "cargo:warning=the {TARGET} target is not installed for this toolchain; running `rustup target add {TARGET}`"
-    );
     // Under rustup, RUSTUP_TOOLCHAIN names the toolchain cargo runs with, so
     // the target is added to that one (the pinned one) and not to a default.
     let mut cmd = Command::new("rustup");
@@ -109,6 +106,11 @@ fn ensure_target_installed() {
         );
         std::process::exit(1);
     }
+    // Cargo repeats a build script's warnings on later builds, so this one
+    // is worded to stay true then.
+    println!(
+        "cargo:warning=the {TARGET} target was missing for this toolchain; added it with `rustup target add {TARGET}`"
+    );
 }
 
 /// Whether `rustc --print sysroot` holds a standard library for [`TARGET`].

@@ -9,8 +9,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use wasmhost::config::Limits;
 use wasmhost::http::parse::{HeadParse, parse_head};
 use wasmhost::http::{Method, Request, Version};
-use wasmhost::wasm::Runtime;
-use wasmhost::wasm::abi::{RouteInfo, encode_request_meta};
+use wasmhost::sandbox::Runtime;
+use wasmhost::sandbox::abi::{RouteInfo, encode_request_meta};
 
 /// The hello guest, built by `host/build.rs`.
 const HELLO: &str = concat!(

@@ -138,7 +138,7 @@ impl Default for Grants {
         Grants {
             dir: None,
             env: BTreeMap::new(),
-            host: crate::wasm::DEFAULT_HOST_GRANTS
+            host: crate::sandbox::DEFAULT_HOST_GRANTS
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
@@ -1013,13 +1013,13 @@ fn parse_grants(
         Some(names) => {
             let mut set = BTreeSet::new();
             for name in names {
-                if !crate::wasm::HOST_GRANTS.contains(&name.as_str()) {
+                if !crate::sandbox::HOST_GRANTS.contains(&name.as_str()) {
                     return Err(error(
                         "host",
                         format!(
                             "unknown host grant \"{}\" (known: {})",
                             one_line(name),
-                            crate::wasm::HOST_GRANTS.join(", ")
+                            crate::sandbox::HOST_GRANTS.join(", ")
                         ),
                     ));
                 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use wasmhost::server::{ServerConfig, default_workers};
+use wasmhost::net::{ServerConfig, default_workers};
 use wasmhost::{Options, limits};
 
 #[derive(Parser)]
@@ -99,7 +99,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = limits::DEFAULT_HEADER_TIMEOUT.as_secs())]
     header_timeout: u64,
     /// Address of the admin API (which runs only when a token is set).
-    #[arg(long, default_value = wasmhost::admin::DEFAULT_LISTEN)]
+    #[arg(long, default_value = wasmhost::control::admin::DEFAULT_LISTEN)]
     admin_listen: SocketAddr,
     /// Token that admin requests must present as `Authorization: Bearer TOKEN`.
     #[arg(long, env = "WASMHOST_ADMIN_TOKEN", hide_env_values = true)]
@@ -199,7 +199,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let token = read_token(args.admin_token, args.admin_token_file.as_deref())?;
     let hot = wasmhost::HotSwap {
         watch: !args.no_watch,
-        admin: token.map(|token| wasmhost::admin::AdminConfig {
+        admin: token.map(|token| wasmhost::control::admin::AdminConfig {
             listen: args.admin_listen,
             token,
         }),
@@ -272,7 +272,7 @@ fn admin_call(
         .ok_or_else(|| {
             anyhow::anyhow!("no admin token: pass --admin-token or set WASMHOST_ADMIN_TOKEN")
         })?;
-    let answer = wasmhost::admin::call(&args.url, &token, method, path, body)?;
+    let answer = wasmhost::control::admin::call(&args.url, &token, method, path, body)?;
     if !(200..300).contains(&answer.status) {
         anyhow::bail!("{} ({})", answer.reason(), answer.status);
     }
@@ -284,11 +284,11 @@ fn deploy(app: &str, file: &std::path::Path, admin: &AdminClientArgs) -> anyhow:
     let len = std::fs::metadata(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?
         .len();
-    if len > wasmhost::deploy::MAX_MODULE_BYTES {
+    if len > wasmhost::control::deploy::MAX_MODULE_BYTES {
         anyhow::bail!(
             "{} is {len} bytes; the limit is {} bytes",
             file.display(),
-            wasmhost::deploy::MAX_MODULE_BYTES
+            wasmhost::control::deploy::MAX_MODULE_BYTES
         );
     }
     let bytes =
@@ -361,8 +361,8 @@ fn status(json: bool, admin: &AdminClientArgs) -> anyhow::Result<()> {
 fn check(routes: &std::path::Path) -> anyhow::Result<()> {
     /// Instance slots for validation: one module is instantiated at a time.
     const CHECK_SLOTS: u32 = 4;
-    let runtime = wasmhost::wasm::Runtime::new(CHECK_SLOTS)?;
-    wasmhost::dispatch::load_site(routes, &runtime)?;
+    let runtime = wasmhost::sandbox::Runtime::new(CHECK_SLOTS)?;
+    wasmhost::app::load_site(routes, &runtime)?;
     println!("ok");
     Ok(())
 }

@@ -105,7 +105,7 @@ impl Hot {
     }
 
     fn start_in(dir: tempfile::TempDir, data: PathBuf) -> Hot {
-        let mut server = wasmhost::server::ServerConfig::new("127.0.0.1:0".parse().unwrap());
+        let mut server = wasmhost::net::ServerConfig::new("127.0.0.1:0".parse().unwrap());
         // Enough workers that the load clients plus a poller stay within
         // one app's share of workers (a request beyond it is refused 503).
         server.workers = LOAD_THREADS + 4;
@@ -118,7 +118,7 @@ impl Hot {
             },
             wasmhost::HotSwap {
                 watch: true,
-                admin: Some(wasmhost::admin::AdminConfig {
+                admin: Some(wasmhost::control::admin::AdminConfig {
                     listen: "127.0.0.1:0".parse().unwrap(),
                     token: TOKEN.to_owned(),
                 }),
@@ -168,7 +168,7 @@ impl Hot {
 
     /// An admin call with the right token: (status, JSON or text body).
     fn admin(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
-        let a = wasmhost::admin::call(&self.admin_url(), TOKEN, method, path, body)
+        let a = wasmhost::control::admin::call(&self.admin_url(), TOKEN, method, path, body)
             .expect("admin call");
         let v = serde_json::from_str(&a.body).unwrap_or(Value::String(a.body.clone()));
         (a.status, v)

@@ -12,3 +12,4 @@ mod preinit;
 mod sandbox;
 mod services;
 mod static_files;
+mod tidy;

@@ -126,7 +126,7 @@ fn snapshots_are_cached_under_the_data_dir_and_reused() {
     let routes_path = dir.path().join("routes.json");
     let start = |data: &std::path::Path| {
         std::fs::write(&routes_path, routes.to_string()).expect("routes");
-        let mut server = wasmhost::server::ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+        let mut server = wasmhost::net::ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
         server.workers = 2;
         wasmhost::start(wasmhost::Options {
             routes: routes_path.clone(),

@@ -120,7 +120,7 @@ fn serve(dir: tempfile::TempDir, apps: &[(&str, String, Value)]) -> TestServer {
 fn serve_with(
     dir: tempfile::TempDir,
     apps: &[(&str, String, Value)],
-    tweak: impl FnOnce(&mut wasmhost::server::ServerConfig),
+    tweak: impl FnOnce(&mut wasmhost::net::ServerConfig),
 ) -> TestServer {
     let mut app_table = serde_json::Map::new();
     app_table.insert("hello".into(), json!({ "module": guests::HELLO }));
@@ -529,6 +529,111 @@ fn queued_requests_wait_without_holding_workers() {
     assert_hello(&server);
 }
 
+/// A request its app's admission refuses gets the app's own 503 page (with
+/// Retry-After) and is counted in the app's metrics like any of its answers.
+#[test]
+fn a_request_refused_by_admission_gets_the_apps_503_page_and_is_counted() {
+    const TOKEN: &str = "admission-test-token";
+    const BURST: usize = 6;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("pages")).expect("pages dir");
+    std::fs::write(dir.path().join("pages/busy.html"), "<p>busy, sorry</p>").expect("page");
+    let module = wat_module(dir.path(), "slow", &sleeper(1500));
+    let routes = json!({
+        "apps": { "slow": {
+            "module": module,
+            "limits": { "max_concurrency": 1, "max_queue": 0 },
+            "error_pages": { "503": "pages/busy.html" }
+        } },
+        "routes": [ { "path": "/slow", "app": "slow" } ],
+    });
+    std::fs::write(
+        dir.path().join("routes.json"),
+        serde_json::to_vec(&routes).expect("json"),
+    )
+    .expect("routes");
+    let mut server = wasmhost::net::ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+    server.workers = 4;
+    let host = wasmhost::start_host(
+        wasmhost::Options {
+            routes: dir.path().join("routes.json"),
+            server,
+            max_body: wasmhost::limits::DEFAULT_MAX_BODY,
+            data_dir: None,
+        },
+        wasmhost::HotSwap {
+            watch: false,
+            admin: Some(wasmhost::control::admin::AdminConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                token: TOKEN.to_owned(),
+            }),
+            data_dir: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("host failed to start: {e:#}"));
+    let addr = host.local_addr();
+    let handles: Vec<_> = (0..BURST)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+                c.read_response()
+            })
+        })
+        .collect();
+    let answers: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("client"))
+        .collect();
+    let refused: Vec<_> = answers.iter().filter(|r| r.status == 503).collect();
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        ok + refused.len(),
+        BURST,
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        ok >= 1 && !refused.is_empty(),
+        "ok {ok}, refused {}",
+        refused.len()
+    );
+    for r in &refused {
+        assert_eq!(r.text(), "<p>busy, sorry</p>", "the app's page");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("text/html"))
+        );
+    }
+    let admin = format!("http://{}", host.admin_addr().expect("admin listener"));
+    let metrics =
+        wasmhost::control::admin::call(&admin, TOKEN, "GET", "/metrics", b"").expect("metrics");
+    assert_eq!(metrics.status, 200);
+    let counter = |prefix: &str| -> u64 {
+        metrics
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{}", metrics.body))
+    };
+    let refused = refused.len() as u64;
+    assert_eq!(
+        counter("wasmhost_requests_total{app=\"slow\",class=\"5xx\"}"),
+        refused
+    );
+    assert_eq!(
+        counter("wasmhost_requests_total{app=\"slow\",class=\"2xx\"}"),
+        ok as u64
+    );
+    assert_eq!(
+        counter("wasmhost_limit_hits_total{app=\"slow\",limit=\"max_concurrency\"}"),
+        refused
+    );
+    host.shutdown().expect("clean shutdown");
+}
+
 /// When the server's own bound on requests at workers (`max_pending`) is
 /// reached, a request gets 503 with Retry-After at once, and service resumes
 /// when the load is gone.
@@ -708,7 +813,7 @@ pub(crate) fn load_error(wat: &str, settings: Value) -> String {
     let started = Instant::now();
     let result = wasmhost::start(wasmhost::Options {
         routes: routes_path,
-        server: wasmhost::server::ServerConfig::new("127.0.0.1:0".parse().expect("addr")),
+        server: wasmhost::net::ServerConfig::new("127.0.0.1:0".parse().expect("addr")),
         max_body: wasmhost::limits::DEFAULT_MAX_BODY,
         data_dir: None,
     });

@@ -105,7 +105,7 @@ fn storage_needs_its_grant() {
     std::fs::write(dir.path().join("routes.json"), routes.to_string()).unwrap();
     let result = wasmhost::start(wasmhost::Options {
         routes: dir.path().join("routes.json"),
-        server: wasmhost::server::ServerConfig::new("127.0.0.1:0".parse().unwrap()),
+        server: wasmhost::net::ServerConfig::new("127.0.0.1:0".parse().unwrap()),
         max_body: wasmhost::limits::DEFAULT_MAX_BODY,
         data_dir: None,
     });

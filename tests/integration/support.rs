@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmhost::server::{ServerConfig, ServerHandle};
+use wasmhost::net::{ServerConfig, ServerHandle};
 
 /// Paths of the guest modules built by host/build.rs.
 pub mod guests {

@@ -1,135 +1,23 @@
-//! Turning a request into a response: route it, then run its app's guest or serve its static file.
+//! Turning a request into a response: route its head, check who it is from, then run its app's guest or serve its static file; the network layer's [`Handler`].
 //!
 //! Everything here works without a socket: tests can build a `Dispatcher` and
 //! call `prepare` and `handle` directly.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
-use crate::config::{AppConfig, Config, RouteTarget};
 use crate::http::parse::RequestHead;
-use crate::http::{Body, Method, Request, Response};
-use crate::metrics::Metrics;
-use crate::router::Router;
+use crate::http::{Body, Request, Response};
+use crate::net::{AccessNote, Answer, Handler, Lane, Plan, Refusal, Rule};
+use crate::sandbox::abi::{self, RouteInfo};
+use crate::sandbox::{GuestModule, Runtime};
 use crate::sessions::{self, SessionAction, User};
-use crate::static_files::StaticDir;
-use crate::status::{self, Failure};
-use crate::wasm::abi::{self, RouteInfo};
-use crate::wasm::{GuestModule, Runtime};
 
-/// What a route points at, as indices into the site's tables.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    /// An app, and whether the route needs a signed-in user.
-    App {
-        app: usize,
-        login: bool,
-    },
-    Static(usize),
-}
-
-/// One consistent configuration: routes, loaded modules, static roots.
-/// Replaced as a whole, never changed in place, so a request sees one version.
-pub struct Site {
-    router: Router<Target>,
-    /// Where anonymous requests to login-required routes are sent.
-    login_page: String,
-    apps: Vec<Arc<GuestModule>>,
-    statics: Vec<StaticDir>,
-}
-
-impl Site {
-    /// Loads every module and opens every static directory of a config.
-    /// Modules load in parallel, one thread per core: compiling and
-    /// pre-initializing new modules is CPU-bound. The error reported is that
-    /// of the first failing app in the config's order.
-    pub fn load(config: &Config, runtime: &Runtime) -> anyhow::Result<Site> {
-        let apps: Vec<(&String, &AppConfig)> = config.apps.iter().collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .clamp(1, apps.len().max(1));
-        let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<anyhow::Result<GuestModule>>>> =
-            Mutex::new((0..apps.len()).map(|_| None).collect());
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((name, app)) = apps.get(i) else {
-                            break;
-                        };
-                        let result = runtime
-                            .load_app(name, app)
-                            .with_context(|| format!("{}: app \"{name}\"", config.path.display()));
-                        results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
-                    }
-                });
-            }
-        });
-        let loaded = results.into_inner().unwrap_or_else(|p| p.into_inner());
-        let mut modules = HashMap::new();
-        for ((name, _), result) in apps.iter().zip(loaded) {
-            let module = result.context("a module load did not finish")??;
-            modules.insert((*name).clone(), Arc::new(module));
-        }
-        Site::assemble(config, &modules)
-    }
-
-    /// Builds a site from modules already loaded (one per app of `config`),
-    /// opening the static directories; hot swaps use it to reuse unchanged modules.
-    pub fn assemble(
-        config: &Config,
-        modules: &HashMap<String, Arc<GuestModule>>,
-    ) -> anyhow::Result<Site> {
-        let mut app_index = HashMap::new();
-        let mut apps = Vec::new();
-        for name in config.apps.keys() {
-            let module = modules.get(name).with_context(|| {
-                format!("{}: app \"{name}\" is not loaded", config.path.display())
-            })?;
-            app_index.insert(name.clone(), apps.len());
-            apps.push(module.clone());
-        }
-        let mut statics: Vec<StaticDir> = Vec::new();
-        let mut routes = Vec::new();
-        for route in &config.routes {
-            let target = match &route.target {
-                RouteTarget::App(name) => Target::App {
-                    login: route.login_required,
-                    app: *app_index
-                        .get(name)
-                        .with_context(|| format!("route {}: unknown app \"{name}\"", route.path))?,
-                },
-                RouteTarget::Static(dir) => {
-                    let open = StaticDir::open(dir).with_context(|| {
-                        format!(
-                            "{}: static directory {}",
-                            config.path.display(),
-                            dir.display()
-                        )
-                    })?;
-                    statics.push(open);
-                    Target::Static(statics.len() - 1)
-                }
-            };
-            routes.push((route.host.clone(), route.path.clone(), target));
-        }
-        let router =
-            Router::new(routes).map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))?;
-        Ok(Site {
-            router,
-            login_page: config.login_page.clone(),
-            apps,
-            statics,
-        })
-    }
-}
+use super::failure::{self, Failure};
+use super::metrics::Metrics;
+use super::origin::{foreign_origin, host_without_port};
+use super::site::{Site, Target};
 
 /// A request head matched to its target, before the body is read.
 pub struct Prepared {
@@ -141,32 +29,38 @@ pub struct Prepared {
     pub body_limit: u64,
 }
 
-/// What the event loop needs to admit a request to an app: which app, and
-/// how many of its requests may run and wait.
-pub struct Admission {
-    pub app: Arc<str>,
-    pub max_concurrency: u32,
-    pub max_queue: u32,
-    pub queue_timeout: std::time::Duration,
-}
-
 impl Prepared {
-    /// The admission rules of the app this request goes to; `None` for static
-    /// files and failures, which need no app slot.
-    pub fn admission(&self) -> Option<Admission> {
+    /// How the network layer is to run this request: failures at once on
+    /// the event loop, static files on a worker, apps through their admission.
+    fn lane(&self) -> Lane {
         match &self.route {
+            Err(_) => Lane::Inline,
+            Ok(Matched {
+                target: Target::Static(_),
+                ..
+            }) => Lane::Worker,
             Ok(Matched {
                 target: Target::App { app, .. },
                 ..
             }) => {
                 let guest = &self.site.apps[*app];
-                Some(Admission {
-                    app: guest.app.clone(),
+                Lane::Admitted(Rule {
+                    key: guest.app.clone(),
                     max_concurrency: guest.limits.max_concurrency,
                     max_queue: guest.limits.max_queue,
                     queue_timeout: guest.limits.queue_timeout,
                 })
             }
+        }
+    }
+
+    /// The app this request goes to, if any.
+    fn app(&self) -> Option<&Arc<GuestModule>> {
+        match &self.route {
+            Ok(Matched {
+                target: Target::App { app, .. },
+                ..
+            }) => self.site.apps.get(*app),
             _ => None,
         }
     }
@@ -185,7 +79,19 @@ pub struct Outcome {
     pub app: Option<Arc<str>>,
     pub failure: Option<String>,
     /// Figures of the guest call (instantiation, guest time, peak memory).
-    pub guest: Option<crate::wasm::CallStats>,
+    pub guest: Option<crate::sandbox::CallStats>,
+}
+
+impl Outcome {
+    fn into_note(self) -> AccessNote {
+        AccessNote {
+            app: self.app,
+            failure: self.failure,
+            instantiate_us: self.guest.map_or(0, |g| g.instantiate.as_micros() as u64),
+            guest_us: self.guest.map_or(0, |g| g.run.as_micros() as u64),
+            peak_memory: self.guest.map_or(0, |g| g.peak_memory as u64),
+        }
+    }
 }
 
 /// Routes requests and produces responses; shared by all workers.
@@ -266,7 +172,7 @@ impl Dispatcher {
             Err(failure) => {
                 outcome.failure = Some(failure.to_string());
                 return (
-                    status::failure_response(&failure, req.wants_json()),
+                    failure::failure_response(&failure, req.wants_json()),
                     outcome,
                 );
             }
@@ -295,13 +201,13 @@ impl Dispatcher {
                     tracing::warn!(app = %guest.app, "refused: {failure}");
                     outcome.failure = Some(failure.to_string());
                     return (
-                        status::failure_response(&failure, req.wants_json()),
+                        failure::failure_response(&failure, req.wants_json()),
                         outcome,
                     );
                 }
                 if login && user.is_none() {
                     outcome.failure = Some("login required".to_owned());
-                    let resp = status::login_required(
+                    let resp = failure::login_required(
                         req.wants_json(),
                         &prepared.site.login_page,
                         &req.path,
@@ -343,7 +249,7 @@ impl Dispatcher {
         req: &Request,
         identity: &Identity<'_>,
         outcome: &mut Outcome,
-        metrics: &crate::metrics::AppMetrics,
+        metrics: &crate::app::metrics::AppMetrics,
     ) -> Response {
         let params = matched
             .params
@@ -392,7 +298,7 @@ impl Dispatcher {
                 {
                     tracing::error!(app = %guest.app, "{failure}");
                     outcome.failure = Some(failure.to_string());
-                    return status::failure_response(&failure, req.wants_json());
+                    return failure::failure_response(&failure, req.wants_json());
                 }
                 resp
             }
@@ -413,7 +319,7 @@ impl Dispatcher {
                 );
                 let failure = Failure::Guest(e);
                 outcome.failure = Some(failure.to_string());
-                status::failure_response_for_app(&failure, req.wants_json(), &guest.error_pages)
+                failure::failure_response_for_app(&failure, req.wants_json(), &guest.error_pages)
             }
         }
     }
@@ -454,69 +360,59 @@ struct Identity<'a> {
     user: Option<&'a User>,
 }
 
-/// For a state-changing request whose `Origin` names another site, that
-/// origin. A request without `Origin` (not from a browser page) passes.
-fn foreign_origin(req: &Request) -> Option<String> {
-    if matches!(req.method, Method::Get | Method::Head | Method::Options) {
-        return None;
-    }
-    let origin = req.header("origin")?.trim();
-    let host = req.header("host").unwrap_or("");
-    let authority = origin
-        .split_once("://")
-        .map(|(scheme, rest)| (scheme.to_ascii_lowercase(), rest));
-    let same = match authority {
-        Some((scheme, rest)) if scheme == "http" || scheme == "https" => {
-            let default_port = if scheme == "http" { ":80" } else { ":443" };
-            let origin_host = rest.trim_end_matches('/');
-            let strip = |h: &str| {
-                h.strip_suffix(default_port)
-                    .unwrap_or(h)
-                    .to_ascii_lowercase()
-            };
-            strip(origin_host) == strip(host.trim())
+impl Handler for Dispatcher {
+    type Ticket = Prepared;
+
+    fn plan(&self, head: &RequestHead) -> Plan<Prepared> {
+        let prepared = self.prepare(head);
+        Plan {
+            body_limit: prepared.body_limit,
+            lane: prepared.lane(),
+            ticket: prepared,
         }
-        // "null" (sandboxed frames, file pages) and anything else.
-        _ => false,
-    };
-    (!same).then(|| origin.to_owned())
-}
-
-/// Lower-cased host name without port; IPv6 literals keep their brackets.
-fn host_without_port(value: &str) -> String {
-    let value = value.trim();
-    let name = if value.starts_with('[') {
-        value.find(']').map_or(value, |end| &value[..=end])
-    } else {
-        value.rsplit_once(':').map_or(value, |(name, _)| name)
-    };
-    name.to_ascii_lowercase()
-}
-
-/// Loads a config file and everything it names into a `Site`.
-pub fn load_site(routes: &Path, runtime: &Runtime) -> anyhow::Result<Site> {
-    let config = crate::config::load_config(routes)?;
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
     }
-    Site::load(&config, runtime)
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    fn handle(&self, ticket: Prepared, request: &Request) -> Answer {
+        let (response, outcome) = Dispatcher::handle(self, ticket, request);
+        Answer {
+            response,
+            note: outcome.into_note(),
+        }
+    }
 
-    #[test]
-    fn hosts_lose_their_port() {
-        let table = [
-            ("example.com", "example.com"),
-            ("Example.COM:8080", "example.com"),
-            ("[::1]:80", "[::1]"),
-            ("[::1]", "[::1]"),
-            ("127.0.0.1:1", "127.0.0.1"),
-        ];
-        for (input, expected) in table {
-            assert_eq!(host_without_port(input), expected);
+    /// The app's own 503, counted in its metrics like any answer of the app.
+    fn refuse(&self, ticket: Prepared, request: &Request, refusal: &Refusal) -> Answer {
+        let Some(guest) = ticket.app() else {
+            // Only app requests go through admission; answer generically anyway.
+            let failure = Failure::Refused {
+                limit: 0,
+                refusal: refusal.clone(),
+            };
+            return Answer::plain(failure::failure_response(&failure, request.wants_json()));
+        };
+        let failure = Failure::Refused {
+            limit: guest.limits.max_concurrency,
+            refusal: refusal.clone(),
+        };
+        tracing::warn!(app = %guest.app, path = %request.path, "rejected: {failure}");
+        let metrics = self.metrics.app(&guest.app);
+        if let Some(kind) = failure.limit_kind() {
+            metrics.limit_hit(kind);
+        }
+        let response =
+            failure::failure_response_for_app(&failure, request.wants_json(), &guest.error_pages);
+        let waited = match refusal {
+            Refusal::TimedOut { waited } => *waited,
+            _ => Duration::ZERO,
+        };
+        metrics.observe(response.status, waited);
+        Answer {
+            response,
+            note: AccessNote {
+                app: Some(guest.app.clone()),
+                failure: Some(failure.to_string()),
+                ..AccessNote::default()
+            },
         }
     }
 }

@@ -1,101 +1,67 @@
-//! The one place that decides which HTTP status answers each failure, and the generic error pages.
-
-use std::collections::BTreeMap;
+//! The application layer's failures and its status table: what a request about an app is answered with when it gets no guest answer, with the app's own pages.
 
 use crate::http::Response;
-use crate::http::chunked::ChunkedError;
-use crate::http::parse::ParseError;
-use crate::http::response::reason_phrase;
-use crate::wasm::GuestError;
+use crate::http::error_page::{error_page, with_retry_after};
+use crate::net::Refusal;
+use crate::sandbox::{ErrorPages, GuestError};
 
-/// Everything that can stop a request from getting a handler's answer.
+/// Everything that can stop a routed request from getting its guest's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    #[error("{0}")]
-    Parse(#[from] ParseError),
-    #[error("{0}")]
-    Chunked(#[from] ChunkedError),
-    #[error("request body of {len} bytes is larger than the limit of {limit}")]
-    BodyTooLarge { len: u64, limit: u64 },
-    #[error("request header not received in time")]
-    HeaderTimeout,
-    #[error("request body not received in time")]
-    BodyTimeout,
-    #[error("too many requests in progress")]
-    Overloaded,
     #[error("no route for this path")]
     NoRoute,
     #[error("bad route parameter: {0}")]
     BadRouteParam(String),
     #[error("guest failed: {0}")]
     Guest(#[from] GuestError),
-    #[error("server is shutting down")]
-    ShuttingDown,
+    #[error("max_concurrency limit of {limit} reached ({refusal})")]
+    Refused { limit: u32, refusal: Refusal },
     #[error("cross-site request: Origin {0:?} does not match the host")]
     ForeignOrigin(String),
     #[error("the session service failed: {0}")]
     Sessions(String),
 }
 
-/// The status code for a failure. Every failure-to-status decision is here.
-pub fn status_of(failure: &Failure) -> u16 {
-    match failure {
-        Failure::Parse(e) => match e {
-            ParseError::RequestLineTooLong => 414,
-            ParseError::HeaderSectionTooLarge | ParseError::TooManyHeaders => 431,
-            ParseError::Malformed(_) | ParseError::Framing(_) => 400,
-            ParseError::UnsupportedVersion => 505,
-            ParseError::MethodNotImplemented => 501,
-            ParseError::ExpectationFailed => 417,
-        },
-        Failure::Chunked(ChunkedError::Malformed(_)) => 400,
-        Failure::Chunked(ChunkedError::TooLarge) | Failure::BodyTooLarge { .. } => 413,
-        Failure::HeaderTimeout | Failure::BodyTimeout => 408,
-        Failure::Overloaded | Failure::ShuttingDown => 503,
-        Failure::NoRoute => 404,
-        Failure::ForeignOrigin(_) => 403,
-        Failure::Sessions(_) => 500,
-        Failure::BadRouteParam(_) => 400,
-        Failure::Guest(g) => match g {
-            GuestError::CpuTime { .. } | GuestError::WallTime { .. } | GuestError::Fuel { .. } => {
-                504
-            }
-            GuestError::ResponseTooLarge { .. } => 502,
-            GuestError::Busy | GuestError::Concurrency { .. } => 503,
-            GuestError::OutOfMemory { .. }
-            | GuestError::StackOverflow { .. }
-            | GuestError::Trap(_)
-            | GuestError::Exit(_)
-            | GuestError::Malformed(_)
-            | GuestError::Setup(_) => 500,
-        },
+impl Failure {
+    /// The status code for a failure: this layer's status table.
+    pub fn status(&self) -> u16 {
+        match self {
+            Failure::NoRoute => 404,
+            Failure::BadRouteParam(_) => 400,
+            Failure::ForeignOrigin(_) => 403,
+            Failure::Sessions(_) => 500,
+            Failure::Refused { .. } => 503,
+            Failure::Guest(g) => match g {
+                GuestError::CpuTime { .. }
+                | GuestError::WallTime { .. }
+                | GuestError::Fuel { .. } => 504,
+                GuestError::ResponseTooLarge { .. } => 502,
+                GuestError::Busy => 503,
+                GuestError::OutOfMemory { .. }
+                | GuestError::StackOverflow { .. }
+                | GuestError::Trap(_)
+                | GuestError::Exit(_)
+                | GuestError::Malformed(_)
+                | GuestError::Setup(_) => 500,
+            },
+        }
+    }
+
+    /// The limit this failure hit, by its name in `routes.json` and metrics.
+    pub fn limit_kind(&self) -> Option<&'static str> {
+        match self {
+            Failure::Guest(g) => g.limit_kind(),
+            Failure::Refused { .. } => Some("max_concurrency"),
+            _ => None,
+        }
     }
 }
 
-/// Seconds a client should wait before retrying a 503.
-pub const RETRY_AFTER_SECS: u32 = 1;
-
-/// The response for a failure: a small generic page (or JSON), never the
-/// details, which go to the log only.
+/// The answer to a failure with no app's pages: a small generic page (or
+/// JSON), never the details, which go to the log only.
 pub fn failure_response(failure: &Failure, wants_json: bool) -> Response {
-    let status = status_of(failure);
-    let resp = error_page(status, wants_json);
-    if status == 503 {
-        resp.with_header("Retry-After", RETRY_AFTER_SECS.to_string())
-    } else {
-        resp
-    }
+    error_page(failure.status(), wants_json)
 }
-
-/// A page an app ships for one of its failure statuses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorPage {
-    pub content_type: String,
-    pub body: Vec<u8>,
-}
-
-/// An app's pages by status (only `config::ERROR_PAGE_STATUSES` are loaded).
-pub type ErrorPages = BTreeMap<u16, ErrorPage>;
 
 /// As [`failure_response`], but with the app's own page for the status if it
 /// has one. A client asking for JSON gets the generic JSON unless the app's
@@ -105,34 +71,14 @@ pub fn failure_response_for_app(
     wants_json: bool,
     pages: &ErrorPages,
 ) -> Response {
-    let status = status_of(failure);
+    let status = failure.status();
     let page = pages
         .get(&status)
         .filter(|p| !wants_json || p.content_type.contains("json"));
     let Some(page) = page else {
         return failure_response(failure, wants_json);
     };
-    let resp = Response::new(status).with_body(&page.content_type, page.body.clone());
-    if status == 503 {
-        resp.with_header("Retry-After", RETRY_AFTER_SECS.to_string())
-    } else {
-        resp
-    }
-}
-
-/// A generic page for a status: HTML by default, JSON when asked for.
-pub fn error_page(status: u16, wants_json: bool) -> Response {
-    let reason = reason_phrase(status);
-    if wants_json {
-        let body = serde_json::json!({ "error": reason, "status": status }).to_string();
-        Response::new(status).with_body("application/json", body)
-    } else {
-        let body = format!(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{status} {reason}</title></head>\
-             <body><h1>{status} {reason}</h1><p>wasmhost</p></body></html>\n"
-        );
-        Response::new(status).with_body("text/html; charset=utf-8", body)
-    }
+    with_retry_after(Response::new(status).with_body(&page.content_type, page.body.clone()))
 }
 
 /// The answer to an anonymous request for a login-required route: a redirect
@@ -156,25 +102,27 @@ pub fn login_required(wants_json: bool, login_page: &str, path: &str, query: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::ErrorPage;
     use std::time::Duration;
+
+    fn refused() -> Failure {
+        Failure::Refused {
+            limit: 1,
+            refusal: Refusal::QueueFull {
+                running: 1,
+                queue: 0,
+            },
+        }
+    }
 
     #[test]
     fn statuses_by_failure() {
         let table: Vec<(Failure, u16)> = vec![
-            (ParseError::RequestLineTooLong.into(), 414),
-            (ParseError::HeaderSectionTooLarge.into(), 431),
-            (ParseError::TooManyHeaders.into(), 431),
-            (ParseError::Malformed("x").into(), 400),
-            (ParseError::Framing("x").into(), 400),
-            (ParseError::UnsupportedVersion.into(), 505),
-            (ParseError::MethodNotImplemented.into(), 501),
-            (ParseError::ExpectationFailed.into(), 417),
-            (ChunkedError::Malformed("x").into(), 400),
-            (ChunkedError::TooLarge.into(), 413),
-            (Failure::BodyTooLarge { len: 2, limit: 1 }, 413),
-            (Failure::HeaderTimeout, 408),
-            (Failure::Overloaded, 503),
             (Failure::NoRoute, 404),
+            (Failure::BadRouteParam("x".into()), 400),
+            (Failure::ForeignOrigin("x".into()), 403),
+            (Failure::Sessions("x".into()), 500),
+            (refused(), 503),
             (
                 GuestError::CpuTime {
                     limit: Duration::from_secs(1),
@@ -194,14 +142,6 @@ mod tests {
             (GuestError::Fuel { limit: 1 }.into(), 504),
             (GuestError::StackOverflow { limit: 1 }.into(), 500),
             (GuestError::Exit(1).into(), 500),
-            (
-                GuestError::Concurrency {
-                    limit: 1,
-                    reason: "x".into(),
-                }
-                .into(),
-                503,
-            ),
             (GuestError::Trap("x".into()).into(), 500),
             (
                 GuestError::OutOfMemory {
@@ -219,7 +159,7 @@ mod tests {
             (GuestError::Busy.into(), 503),
         ];
         for (failure, status) in table {
-            assert_eq!(status_of(&failure), status, "{failure:?}");
+            assert_eq!(failure.status(), status, "{failure:?}");
         }
     }
 
@@ -235,7 +175,7 @@ mod tests {
             assert!(!text.contains("secret"), "{text}");
             assert!(text.contains("500"), "{text}");
         }
-        let busy = failure_response(&Failure::Overloaded, false);
+        let busy = failure_response(&refused(), false);
         assert_eq!(busy.header("retry-after"), Some("1"));
     }
 
@@ -249,11 +189,7 @@ mod tests {
                 body: b"<p>busy, sorry</p>".to_vec(),
             },
         );
-        let busy: Failure = GuestError::Concurrency {
-            limit: 1,
-            reason: "x".into(),
-        }
-        .into();
+        let busy = refused();
         let resp = failure_response_for_app(&busy, false, &pages);
         assert_eq!(resp.status, 503);
         assert_eq!(resp.header("retry-after"), Some("1"));
@@ -265,5 +201,16 @@ mod tests {
         let resp = failure_response_for_app(&trap, false, &pages);
         assert_eq!(resp.status, 500);
         assert!(matches!(&resp.body, crate::http::Body::Bytes(b) if b.starts_with(b"<!doctype")));
+    }
+
+    #[test]
+    fn anonymous_users_are_sent_to_the_login_page_and_back() {
+        let resp = login_required(false, "/user/login", "/todo/index", "a=1");
+        assert_eq!(resp.status, 302);
+        assert_eq!(
+            resp.header("location"),
+            Some("/user/login?next=%2Ftodo%2Findex%3Fa%3D1")
+        );
+        assert_eq!(login_required(true, "/user/login", "/x", "").status, 401);
     }
 }

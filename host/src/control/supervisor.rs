@@ -1,14 +1,15 @@
-//! Starting a host with hot swap: the server, the file watcher and the admin listener around one deploy controller.
+//! Starting a host: the options, the engine and data stores, the server alone (`start`) or with hot swap (`start_host`: the file watcher and the admin listener around one deploy controller).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::Options;
-use crate::admin::{self, AdminConfig, AdminHandle};
-use crate::deploy::Controller;
-use crate::server::{self, ServerHandle, Stopper};
-use crate::watcher::{Reloader, Watcher};
+use anyhow::Context;
+
+use crate::control::admin::{self, AdminConfig, AdminHandle};
+use crate::control::deploy::Controller;
+use crate::control::watcher::{Reloader, Watcher};
+use crate::net::{self, ServerHandle, Stopper};
 
 /// Hot-swap settings, beside the serving `Options`.
 #[derive(Debug, Clone, Default)]
@@ -99,15 +100,19 @@ impl Host {
 
 /// Loads the routes (and deployed versions), then starts the server, the
 /// watcher and the admin listener as `hot` asks.
-pub fn start_host(options: Options, hot: HotSwap) -> anyhow::Result<Host> {
-    let runtime = crate::new_runtime(&options)?;
+pub fn start_host(mut options: Options, hot: HotSwap) -> anyhow::Result<Host> {
+    let runtime = new_runtime(&options)?;
     let controller = Arc::new(Controller::new(
         runtime,
         options.routes.clone(),
         hot.data_dir.clone(),
         options.max_body,
     )?);
-    let server = server::start(options.server, controller.dispatcher().clone())?;
+    options.server.worker_stack = options
+        .server
+        .worker_stack
+        .max(crate::sandbox::WORKER_STACK);
+    let server = net::start(options.server, controller.dispatcher().clone())?;
     let watcher = if hot.watch {
         Some(Watcher::start(controller.clone())?)
     } else {
@@ -122,5 +127,81 @@ pub fn start_host(options: Options, hot: HotSwap) -> anyhow::Result<Host> {
         watcher,
         admin,
         controller,
+    })
+}
+
+/// Everything needed to start serving.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The routes file.
+    pub routes: PathBuf,
+    /// Connection-layer settings.
+    pub server: net::ServerConfig,
+    /// Body limit for requests not routed to an app.
+    pub max_body: u64,
+    /// Where apps' storage and the host's sessions live (SQLite files under
+    /// `apps/` and `host/`); `None` keeps them in memory, gone at exit.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Loads the routes and every module they name, then starts the server.
+pub fn start(mut options: Options) -> anyhow::Result<net::ServerHandle> {
+    let runtime = new_runtime(&options)?;
+    let site = crate::app::load_site(&options.routes, &runtime)?;
+    let dispatcher = Arc::new(crate::app::Dispatcher::new(runtime, site, options.max_body));
+    options.server.worker_stack = options
+        .server
+        .worker_stack
+        .max(crate::sandbox::WORKER_STACK);
+    net::start(options.server, dispatcher)
+}
+
+/// The WebAssembly runtime sized for the server's workers (shared by `start`
+/// and `start_host`).
+pub fn new_runtime(options: &Options) -> anyhow::Result<Arc<crate::sandbox::Runtime>> {
+    let slots = u32::try_from(options.server.workers * 2 + 16).unwrap_or(u32::MAX);
+    // Compiled modules are cached next to the data, as an absolute path
+    // (wasmtime's cache requires one).
+    let cache = match &options.data_dir {
+        Some(dir) => {
+            Some(std::path::absolute(dir.join("cache")).context("resolving the data directory")?)
+        }
+        None => None,
+    };
+    let runtime = Arc::new(
+        crate::sandbox::Runtime::with_cache(slots, cache)
+            .context("starting the WebAssembly engine")?,
+    );
+    runtime.set_services(open_services(options.data_dir.as_deref())?);
+    Ok(runtime)
+}
+
+/// Opens the apps' key-value store and the host's session store.
+fn open_services(
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<crate::sandbox::services::HostServices> {
+    let (kv, host): (
+        Arc<dyn crate::storage::KvStore>,
+        Arc<dyn crate::storage::KvStore>,
+    ) = match data_dir {
+        Some(dir) => {
+            let open = |sub: &str| {
+                let path = dir.join(sub);
+                crate::storage::sqlite::SqliteStore::open(&path)
+                    .map(|s| Arc::new(s) as Arc<dyn crate::storage::KvStore>)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot open the data store in {}: {e}", path.display())
+                    })
+            };
+            (open("apps")?, open("host")?)
+        }
+        None => (
+            Arc::new(crate::storage::MemoryStore::new()),
+            Arc::new(crate::storage::MemoryStore::new()),
+        ),
+    };
+    Ok(crate::sandbox::services::HostServices {
+        kv,
+        sessions: Arc::new(crate::sessions::Sessions::new(host)),
     })
 }

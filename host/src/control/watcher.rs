@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::deploy::{Controller, FileOutcome};
+use crate::control::deploy::{Controller, FileOutcome};
 
 /// How long a file must have no event before it is loaded: long enough for
 /// `cp` and editors to finish writing, short enough that a swap feels instant.

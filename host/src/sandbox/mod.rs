@@ -1,7 +1,6 @@
 //! Running guests: one wasmtime engine, modules checked against the ABI at load, a fresh instance per request.
 
 pub mod abi;
-pub mod gate;
 pub mod log_sink;
 mod poll;
 pub mod preinit;
@@ -22,9 +21,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::config::{AppConfig, Grants, Limits, MAX_ERROR_PAGE};
-use crate::status::{ErrorPage, ErrorPages};
 use abi::{ABI_VERSION, GuestResponse, LEN_PREFIX};
-use gate::{Bounds, Gate, Gates, Refused};
 use log_sink::LogSink;
 
 /// How often the shared ticker advances the engine's epoch; CPU deadlines are
@@ -201,8 +198,9 @@ impl ResourceLimiter for Budget {
 /// a few thousand entries.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// Why a guest failed to produce a response. `status.rs` maps each to a
-/// status; each message names the limit and the figure reached.
+/// Why a guest failed to produce a response. The application layer's
+/// failure table (`app/failure.rs`) maps each to a status; each message
+/// names the limit and the figure reached.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
     #[error("cpu_time limit of {limit:?} reached (guest ran {used:.3?})")]
@@ -223,8 +221,6 @@ pub enum GuestError {
     Malformed(String),
     #[error("max_response limit of {limit} bytes exceeded (response of {len} bytes)")]
     ResponseTooLarge { len: u64, limit: u64 },
-    #[error("max_concurrency limit of {limit} reached ({reason})")]
-    Concurrency { limit: u32, reason: String },
     #[error("no instance slot free in the engine's pool")]
     Busy,
     #[error("cannot set up the instance: {0}")]
@@ -241,7 +237,6 @@ impl GuestError {
             GuestError::OutOfMemory { .. } => Some("memory"),
             GuestError::StackOverflow { .. } => Some("stack"),
             GuestError::ResponseTooLarge { .. } => Some("max_response"),
-            GuestError::Concurrency { .. } => Some("max_concurrency"),
             GuestError::Trap(_)
             | GuestError::Exit(_)
             | GuestError::Malformed(_)
@@ -255,6 +250,16 @@ impl GuestError {
         matches!(self, GuestError::Trap(_))
     }
 }
+
+/// A page an app ships for one of its failure statuses, loaded with its module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// An app's pages by status (only `config::ERROR_PAGE_STATUSES` are loaded).
+pub type ErrorPages = std::collections::BTreeMap<u16, ErrorPage>;
 
 /// Why a module could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -277,8 +282,6 @@ pub enum LoadError {
 /// Figures from one guest call, for the access log.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CallStats {
-    /// Time waiting for one of the app's instance slots.
-    pub queued: Duration,
     /// Time to create the store and instantiate the module.
     pub instantiate: Duration,
     /// Time in the guest (`_initialize`, `wasmhost_alloc`, `wasmhost_handle`).
@@ -302,8 +305,6 @@ pub struct Runtime {
     fueled: Arc<OnceLock<Flavor>>,
     /// Instance slots of each engine's pool.
     max_instances: u32,
-    /// Per-app admission (`max_concurrency`, `max_queue`).
-    gates: Gates,
     /// The stores behind storage and sessions, set once at start.
     services: OnceLock<services::HostServices>,
     /// Where compiled modules are cached, if anywhere.
@@ -328,8 +329,6 @@ pub struct GuestModule {
     pub grants: Grants,
     /// The app's own pages for its failures, by status.
     pub error_pages: ErrorPages,
-    /// The app's admission gate, shared with every other version of the app.
-    gate: Arc<Gate>,
 }
 
 /// Builds an engine (pooling allocator, epoch interruption, optionally fuel)
@@ -412,7 +411,6 @@ impl Runtime {
             plain,
             fueled,
             max_instances,
-            gates: Gates::default(),
             services: OnceLock::new(),
             cache,
             ticker_stop,
@@ -428,17 +426,6 @@ impl Runtime {
     /// The host's sessions, if stores were set.
     pub fn sessions(&self) -> Option<&Arc<crate::sessions::Sessions>> {
         self.services.get().map(|s| &s.sessions)
-    }
-
-    /// Tells the runtime how many worker threads run requests, so that no one
-    /// app's running and queued requests can hold all of them.
-    pub fn set_workers(&self, workers: usize) {
-        self.gates.set_workers(workers);
-    }
-
-    /// Requests of an app running and waiting for a slot now.
-    pub fn admission(&self, app: &str) -> (u32, u32) {
-        self.gates.of(&Arc::from(app)).counts()
     }
 
     /// The engine an app runs on: the fuel-metered one if it has a fuel budget.
@@ -558,7 +545,6 @@ impl Runtime {
             .instantiate_pre(&module)
             .map_err(|e| abi_err(format!("cannot link: {:#}", anyhow::Error::from(e))))?;
         let guest = GuestModule {
-            gate: self.gates.of(&app),
             app,
             path: path.to_owned(),
             pre,
@@ -742,37 +728,6 @@ impl Runtime {
     ) {
         let mut stats = CallStats::default();
         let limits = &guest.limits;
-        let bounds = Bounds {
-            running: limits.max_concurrency,
-            waiting: limits.max_queue,
-            held: self.gates.worker_share(),
-            timeout: limits.queue_timeout,
-        };
-        let queued = Instant::now();
-        let _permit = match guest.gate.acquire(bounds) {
-            Ok(permit) => permit,
-            Err(refused) => {
-                let reason = match refused {
-                    Refused::QueueFull => format!(
-                        "{} running, queue of {} full, at most {} workers per app",
-                        bounds.running.min(bounds.held),
-                        bounds.waiting,
-                        bounds.held
-                    ),
-                    Refused::TimedOut(waited) => format!("no slot free after waiting {waited:?}"),
-                };
-                stats.queued = queued.elapsed();
-                return (
-                    Err(GuestError::Concurrency {
-                        limit: limits.max_concurrency,
-                        reason,
-                    }),
-                    stats,
-                    None,
-                );
-            }
-        };
-        stats.queued = queued.elapsed();
         let started = Instant::now();
         let mut store = match self.new_store(guest, limits.cpu_time, limits.wall_time, had_session)
         {

@@ -75,7 +75,7 @@ pub fn cache_store(path: &Path, snapshot: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::deploy::write_atomic(path, snapshot)
+    crate::fsutil::write_atomic(path, snapshot)
 }
 
 /// One pre-initialization: wizer configured for the ABI's init export.

@@ -12,6 +12,8 @@
 //! without the right one gets a bare 401 before anything else is looked at.
 
 use std::io::{Read, Write};
+
+use status::AdminError;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,7 +24,9 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::deploy::{Controller, MAX_MODULE_BYTES, SwapError};
+mod status;
+
+use crate::control::deploy::{Controller, MAX_MODULE_BYTES, SwapError};
 use crate::http::parse::{Framing, HeadParse, RequestHead, parse_head};
 use crate::http::{Method, Response};
 
@@ -139,7 +143,7 @@ fn serve_connection(mut stream: TcpStream, token: &[u8; 32], controller: &Contro
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let resp = match read_request(&mut stream, token) {
         Ok((head, body)) => route(&head, body, controller),
-        Err(resp) => resp,
+        Err(error) => error.response(),
     };
     let mut out = Vec::new();
     resp.write_head(false, &httpdate::fmt_http_date(SystemTime::now()), &mut out);
@@ -162,17 +166,17 @@ fn serve_connection(mut stream: TcpStream, token: &[u8; 32], controller: &Contro
 fn read_request(
     stream: &mut TcpStream,
     token: &[u8; 32],
-) -> Result<(RequestHead, Vec<u8>), Response> {
+) -> Result<(RequestHead, Vec<u8>), AdminError> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let (head, len) = loop {
         match parse_head(&buf) {
             Ok(HeadParse::Complete { head, len }) => break (head, len),
             Ok(HeadParse::Partial) => {}
-            Err(e) => return Err(error(400, &e.to_string())),
+            Err(e) => return Err(AdminError::BadRequest(e.to_string())),
         }
         match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return Err(error(400, "incomplete request")),
+            Ok(0) | Err(_) => return Err(AdminError::BadRequest("incomplete request".into())),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     };
@@ -182,23 +186,17 @@ fn read_request(
         .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
         .map(|(_, v)| v.as_str());
     if !token_matches(token, authorization) {
-        return Err(Response::new(401)
-            .with_header("WWW-Authenticate", "Bearer")
-            .with_body(
-                "application/json",
-                b"{\"error\":\"unauthorized\"}\n".to_vec(),
-            ));
+        return Err(AdminError::Unauthorized);
     }
     let want = match head.framing {
         Framing::None => 0,
         Framing::Length(n) if n > MAX_MODULE_BYTES => {
-            return Err(error(
-                413,
-                &format!("body of {n} bytes exceeds the limit of {MAX_MODULE_BYTES} bytes"),
-            ));
+            return Err(AdminError::TooLarge(format!(
+                "body of {n} bytes exceeds the limit of {MAX_MODULE_BYTES} bytes"
+            )));
         }
         Framing::Length(n) => n as usize,
-        Framing::Chunked => return Err(error(411, "send the body with Content-Length")),
+        Framing::Chunked => return Err(AdminError::LengthRequired),
     };
     if head.expect_continue && want > 0 {
         let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -208,7 +206,7 @@ fn read_request(
     while body.len() < want {
         let n = (want - body.len()).min(chunk.len());
         match stream.read(&mut chunk[..n]) {
-            Ok(0) | Err(_) => return Err(error(400, "incomplete body")),
+            Ok(0) | Err(_) => return Err(AdminError::BadRequest("incomplete body".into())),
             Ok(n) => body.extend_from_slice(&chunk[..n]),
         }
     }
@@ -233,21 +231,21 @@ fn token_matches(expected: &[u8; 32], authorization: Option<&str>) -> bool {
 fn route(head: &RequestHead, body: Vec<u8>, controller: &Controller) -> Response {
     let segments: Vec<&str> = head.path.trim_matches('/').split('/').collect();
     match (head.method, segments.as_slice()) {
-        (Method::Get, ["healthz"]) => ok(json!({ "status": "ok" })),
-        (Method::Get, ["readyz"]) => ok(json!({ "ready": true })),
-        (Method::Get, ["metrics"]) => Response::new(200).with_body(
+        (Method::Get, ["healthz"]) => status::ok(&json!({ "status": "ok" })),
+        (Method::Get, ["readyz"]) => status::ok(&json!({ "ready": true })),
+        (Method::Get, ["metrics"]) => status::text(
             "text/plain; version=0.0.4; charset=utf-8",
             controller.dispatcher().metrics().render().into_bytes(),
         ),
-        (Method::Get, ["apps"]) => ok(controller.status()),
+        (Method::Get, ["apps"]) => status::ok(&controller.status()),
         (Method::Get, ["apps", app]) => {
             let status = controller.status();
             let found = status["apps"]
                 .as_array()
                 .and_then(|apps| apps.iter().find(|a| a["name"] == *app).cloned());
             match found {
-                Some(app) => ok(app),
-                None => error(404, &format!("no app named \"{app}\"")),
+                Some(app) => status::ok(&app),
+                None => AdminError::NotFound(format!("no app named \"{app}\"")).response(),
             }
         }
         (Method::Put | Method::Post, ["apps", app, "module"]) => {
@@ -257,37 +255,16 @@ fn route(head: &RequestHead, body: Vec<u8>, controller: &Controller) -> Response
         (Method::Post, ["reload"]) => answer(controller.reload()),
         (_, ["healthz" | "readyz" | "metrics" | "apps" | "reload"])
         | (_, ["apps", _])
-        | (_, ["apps", _, "module" | "rollback"]) => error(405, "method not allowed"),
-        _ => error(404, "no such endpoint"),
+        | (_, ["apps", _, "module" | "rollback"]) => AdminError::MethodNotAllowed.response(),
+        _ => AdminError::NotFound("no such endpoint".into()).response(),
     }
 }
 
 fn answer(result: Result<Value, SwapError>) -> Response {
     match result {
-        Ok(v) => ok(v),
-        Err(e) => {
-            let status = match &e {
-                SwapError::UnknownApp(_) => 404,
-                SwapError::TooLarge { .. } => 413,
-                SwapError::NoPrevious(_) => 409,
-                SwapError::Refused(_) | SwapError::Config(_) | SwapError::Unstable(_) => 422,
-                SwapError::Storage(_) => 500,
-            };
-            error(status, &e.to_string())
-        }
+        Ok(v) => status::ok(&v),
+        Err(e) => AdminError::from(e).response(),
     }
-}
-
-fn ok(value: Value) -> Response {
-    let mut body = serde_json::to_vec_pretty(&value).unwrap_or_default();
-    body.push(b'\n');
-    Response::new(200).with_body("application/json", body)
-}
-
-fn error(status: u16, message: &str) -> Response {
-    let mut body = serde_json::to_vec(&json!({ "error": message })).unwrap_or_default();
-    body.push(b'\n');
-    Response::new(status).with_body("application/json", body)
 }
 
 /// What the admin API answered: status and body.

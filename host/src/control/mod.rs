@@ -1,0 +1,6 @@
+//! The control layer: app versions, hot swaps and rollback, the file watcher, the admin API, and the supervisor that starts a host around them.
+
+pub mod admin;
+pub mod deploy;
+pub mod supervisor;
+pub mod watcher;
