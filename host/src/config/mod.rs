@@ -1214,7 +1214,7 @@ mod tests {
     #[test]
     fn docs_example() {
         // The example in docs/routes.md parses and routes as its table says.
-        let doc = include_str!("../../docs/routes.md");
+        let doc = include_str!("../../../docs/routes.md");
         let json = doc
             .split("```json\n")
             .nth(1)
