@@ -1,6 +1,6 @@
 //! Every limit a client controls, as a named constant with the reason for its value.
 //!
-//! Limits a guest controls live with the app settings in `config.rs`; the ones
+//! Limits a guest controls live with the app settings in `config/limits.rs`; the ones
 //! here bound what any client can make the connection layer hold or wait for.
 
 use std::time::Duration;
