@@ -2,6 +2,8 @@
 //!
 //! If-Match, If-Unmodified-Since, If-None-Match and If-Modified-Since,
 //! evaluated in the order of §13.2.2; tags compared as in §8.8.3.2.
+//!
+//! Pure: the current time is an argument, never read here.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -76,8 +78,13 @@ pub(super) enum Precondition {
     Failed,
 }
 
-/// Evaluates the preconditions in the order of RFC 9110 §13.2.2 for GET/HEAD.
-pub(super) fn evaluate_preconditions(headers: &[(String, String)], v: &Validators) -> Precondition {
+/// Evaluates the preconditions in the order of RFC 9110 §13.2.2 for GET/HEAD,
+/// at time `now`.
+pub(super) fn evaluate_preconditions(
+    headers: &[(String, String)],
+    v: &Validators,
+    now: SystemTime,
+) -> Precondition {
     if header_values(headers, "if-match").next().is_some() {
         if !etag_list_matches(headers, "if-match", &v.etag, Comparison::Strong) {
             return Precondition::Failed;
@@ -96,17 +103,16 @@ pub(super) fn evaluate_preconditions(headers: &[(String, String)], v: &Validator
     } else if let (Some(since), Some(modified)) =
         (date_header(headers, "if-modified-since"), v.last_modified)
         && modified <= since
-        && !is_future(since)
+        && !is_future(since, now)
     {
         return Precondition::NotModified;
     }
     Precondition::Proceed
 }
 
-/// A date later than now is invalid as If-Modified-Since (it would pin a cache forever).
-fn is_future(secs: u64) -> bool {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+/// A date later than `now` is invalid as If-Modified-Since (it would pin a cache forever).
+fn is_future(secs: u64, now: SystemTime) -> bool {
+    now.duration_since(UNIX_EPOCH)
         .is_ok_and(|now| secs > now.as_secs())
 }
 
@@ -115,7 +121,7 @@ mod tests {
     use super::*;
     use crate::http::Method;
     use crate::static_files::fixture::{
-        ALPHA_DATE, ALPHABET, alpha_etag, body_bytes, fixture, get, request,
+        ALPHA_DATE, ALPHA_MTIME, ALPHABET, alpha_etag, body_bytes, fixture, get, request,
     };
     use std::time::Duration;
 
@@ -210,6 +216,34 @@ mod tests {
         for (headers, status) in &table {
             let resp = get(&f, "/alpha.txt", headers);
             assert_eq!(resp.status, *status, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn if_modified_since_later_than_the_given_now_is_ignored() {
+        const DAY: u64 = 86_400;
+        let v = Validators {
+            etag: "\"tag\"".to_owned(),
+            last_modified: Some(ALPHA_MTIME),
+            len: 26,
+        };
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        // The file was last modified at ALPHA_MTIME; the client says "since a day later".
+        let since = httpdate::fmt_http_date(at(ALPHA_MTIME + DAY));
+        let headers = vec![("If-Modified-Since".to_owned(), since)];
+        // (now, outcome): the same header, judged at different times.
+        let table = [
+            (at(ALPHA_MTIME + 2 * DAY), Precondition::NotModified),
+            (at(ALPHA_MTIME + DAY), Precondition::NotModified),
+            (at(ALPHA_MTIME + DAY - 1), Precondition::Proceed),
+            (at(ALPHA_MTIME), Precondition::Proceed),
+        ];
+        for (now, outcome) in table {
+            assert_eq!(
+                evaluate_preconditions(&headers, &v, now),
+                outcome,
+                "{now:?}"
+            );
         }
     }
 }

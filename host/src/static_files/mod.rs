@@ -9,6 +9,9 @@
 //! - `conditional.rs`: preconditions and entity-tag comparison (RFC 9110 §13);
 //! - `range.rs`: one byte range and If-Range (RFC 9110 §14);
 //! - `refusal.rs`: the one status table of this layer and the `Refusal`s.
+//!
+//! The RFC logic is pure: `StaticDir::serve` reads the clock once per
+//! request and passes the time down.
 
 mod conditional;
 mod fields;
@@ -26,6 +29,7 @@ mod tests;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::http::{Body, Method, Response};
 
@@ -76,7 +80,8 @@ impl StaticDir {
     #[must_use]
     pub fn serve(&self, method: Method, rest: &str, headers: &[(String, String)]) -> Response {
         let result = match method {
-            Method::Get | Method::Head => self.serve_file(method, rest, headers),
+            // The one clock read of a request; everything below is given `now`.
+            Method::Get | Method::Head => self.serve_file(method, rest, headers, SystemTime::now()),
             _ => Err(Refusal::MethodNotAllowed),
         };
         result.unwrap_or_else(|refusal| {
@@ -94,6 +99,7 @@ impl StaticDir {
         method: Method,
         rest: &str,
         headers: &[(String, String)],
+        now: SystemTime,
     ) -> Result<Response, Refusal> {
         let (file, logical, meta) = match self.resolve(rest)? {
             Target::File {
@@ -109,9 +115,9 @@ impl StaticDir {
                 });
             }
         };
-        let v = Validators::of(&meta);
+        let v = Validators::of(&meta, now);
 
-        match evaluate_preconditions(headers, &v) {
+        match evaluate_preconditions(headers, &v, now) {
             Precondition::Proceed => {}
             Precondition::NotModified => {
                 let mut resp = Response::new(NOT_MODIFIED).with_header("ETag", v.etag.clone());

@@ -18,12 +18,11 @@ pub(super) struct Validators {
 }
 
 impl Validators {
-    pub(super) fn of(meta: &Metadata) -> Validators {
+    /// The validators of a file with metadata `meta`, at time `now`.
+    pub(super) fn of(meta: &Metadata, now: SystemTime) -> Validators {
         let len = meta.len();
         // A Last-Modified in the future must be replaced by the current time (RFC 9110 §8.8.2.1).
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let (mtime_tag, last_modified) = match meta.modified() {
             Ok(mtime) => match mtime.duration_since(UNIX_EPOCH) {
                 Ok(since) => (
@@ -65,7 +64,9 @@ pub(super) fn content_type(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::static_files::fixture::{ALPHA_DATE, alpha_etag, body_bytes, fixture, get};
+    use crate::static_files::fixture::{
+        ALPHA_DATE, ALPHA_MTIME, alpha_etag, body_bytes, fixture, get,
+    };
     use std::fs::{self, File};
 
     #[test]
@@ -164,5 +165,23 @@ mod tests {
         let lm = httpdate::parse_http_date(resp.header("Last-Modified").unwrap()).unwrap();
         assert!(lm <= SystemTime::now(), "Last-Modified in the future");
         assert!(lm + Duration::from_secs(60) > SystemTime::now());
+    }
+
+    #[test]
+    fn last_modified_is_clamped_to_the_given_now() {
+        let f = fixture();
+        let meta = fs::metadata(f.dir.root().join("alpha.txt")).unwrap();
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        // (now, Last-Modified in seconds): the mtime is ALPHA_MTIME.
+        let table = [
+            (at(ALPHA_MTIME + 86_400), ALPHA_MTIME),
+            (at(ALPHA_MTIME), ALPHA_MTIME),
+            (at(ALPHA_MTIME - 60), ALPHA_MTIME - 60),
+        ];
+        for (now, last_modified) in table {
+            let v = Validators::of(&meta, now);
+            assert_eq!(v.last_modified, Some(last_modified), "{now:?}");
+            assert_eq!(v.len, 26);
+        }
     }
 }
