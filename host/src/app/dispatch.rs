@@ -178,16 +178,12 @@ impl Dispatcher {
             }
         };
         let resp = match matched.target {
-            Target::Static(i) => {
-                let resp = prepared.site.statics[i].serve(req.method, &matched.rest, &req.headers);
-                // The mount point itself ("/static") names a directory; only
-                // here is the mount path known to build its redirect.
-                if resp.status == 301 && resp.header("location").is_none() {
-                    resp.with_header("Location", format!("{}/", req.path))
-                } else {
-                    resp
-                }
-            }
+            Target::Static(i) => prepared.site.statics[i].serve_at(
+                req.method,
+                &req.path,
+                &matched.rest,
+                &req.headers,
+            ),
             Target::App { app, login } => {
                 let guest = &prepared.site.apps[app];
                 outcome.app = Some(guest.app.clone());

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::http::request::wants_json;
 use crate::http::{Body, Method, Response};
 
 use conditional::{Precondition, evaluate_preconditions};
@@ -90,8 +91,28 @@ impl StaticDir {
                 status = refusal.status(),
                 "static request refused"
             );
-            refusal.into_response()
+            refusal.into_response(wants_json(headers))
         })
+    }
+
+    /// As [`StaticDir::serve`], for a request whose whole path is `path`
+    /// (mount point included): the mount point's own redirect gets
+    /// `Location: <path>/`.
+    #[must_use]
+    pub fn serve_at(
+        &self,
+        method: Method,
+        path: &str,
+        rest: &str,
+        headers: &[(String, String)],
+    ) -> Response {
+        let resp = self.serve(method, rest, headers);
+        if rest.is_empty() && resp.status == MOVED_PERMANENTLY && resp.header("location").is_none()
+        {
+            resp.with_header("Location", format!("{path}/"))
+        } else {
+            resp
+        }
     }
 
     fn serve_file(

@@ -11,6 +11,7 @@
 //!   414 path too long/deep  416 range wholly beyond the end
 
 use crate::http::Response;
+use crate::http::error_page::error_page;
 
 /// The whole file.
 pub(super) const OK: u16 = 200;
@@ -58,20 +59,10 @@ impl Refusal {
         }
     }
 
-    fn message(self) -> &'static str {
-        match self {
-            Refusal::BadPath => "Bad Request: invalid path\n",
-            Refusal::Forbidden => "Forbidden\n",
-            Refusal::NotFound => "Not Found\n",
-            Refusal::MethodNotAllowed => "Method Not Allowed\n",
-            Refusal::PreconditionFailed => "Precondition Failed\n",
-            Refusal::TooLong => "URI Too Long\n",
-            Refusal::RangeNotSatisfiable(_) => "Range Not Satisfiable\n",
-        }
-    }
-
-    pub(super) fn into_response(self) -> Response {
-        let mut resp = Response::new(self.status());
+    /// The answer: the server's generic error page (HTML, or JSON for a
+    /// client that asks for it), with the headers the status calls for.
+    pub(super) fn into_response(self, wants_json: bool) -> Response {
+        let mut resp = error_page(self.status(), wants_json);
         match self {
             Refusal::MethodNotAllowed => resp = resp.with_header("Allow", "GET, HEAD"),
             Refusal::RangeNotSatisfiable(len) => {
@@ -79,7 +70,7 @@ impl Refusal {
             }
             _ => {}
         }
-        resp.with_body("text/plain; charset=utf-8", self.message())
+        resp
     }
 }
 
@@ -99,7 +90,7 @@ mod tests {
             Refusal::RangeNotSatisfiable(0),
         ]
         .iter()
-        .map(|r| r.into_response().status)
+        .map(|r| r.into_response(false).status)
         .collect();
         assert_eq!(statuses, [400, 403, 404, 405, 412, 414, 416]);
     }
