@@ -5,6 +5,7 @@ mod support;
 mod apps;
 mod browser;
 mod cli;
+mod crash;
 mod guests;
 mod hotswap;
 mod http;

@@ -81,7 +81,7 @@ fn fixed_meta(meta: &[u8]) -> String {
 }
 
 /// A guest that sleeps `millis` through WASI `poll_oneoff`, then answers 200.
-fn sleeper(millis: u64) -> String {
+pub(crate) fn sleeper(millis: u64) -> String {
     let nanos = millis * 1_000_000;
     module(
         r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"#,
