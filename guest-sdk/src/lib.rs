@@ -25,11 +25,12 @@
 //! storage ([`kv`], [`model`]) and sessions ([`session`]) use in-memory
 //! per-thread stand-ins ([`native`]) so that app logic is unit-testable.
 
-#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod abi;
 #[doc(hidden)]
+// The one module allowed `unsafe` (the workspace denies it): pointers
+// from and to the host, and the `wasmhost` imports.
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod form;
@@ -98,6 +99,7 @@ macro_rules! export_handler {
 
         /// wasmhost ABI export: start-up work, run once at load and
         /// snapshotted by the host (pre-initialization).
+        #[allow(unsafe_code)] // `no_mangle`: the export's name is the ABI's.
         #[unsafe(no_mangle)]
         pub extern "C" fn wasmhost_init() {
             ($init)()
@@ -105,12 +107,14 @@ macro_rules! export_handler {
     };
     ($handler:expr) => {
         /// wasmhost ABI export: the version of the ABI this module implements.
+        #[allow(unsafe_code)] // `no_mangle`: the export's name is the ABI's.
         #[unsafe(no_mangle)]
         pub extern "C" fn wasmhost_abi_version() -> i32 {
             $crate::abi::ABI_VERSION
         }
 
         /// wasmhost ABI export: allocates `len` bytes for the request, or returns 0.
+        #[allow(unsafe_code)] // `no_mangle`: the export's name is the ABI's.
         #[unsafe(no_mangle)]
         pub extern "C" fn wasmhost_alloc(len: i32) -> i32 {
             $crate::ffi::alloc(len)
@@ -123,6 +127,7 @@ macro_rules! export_handler {
         ///
         /// `ptr..ptr+len` must be readable memory of this instance holding the
         /// encoded request, as the host guarantees (ABI section 4).
+        #[allow(unsafe_code)] // `no_mangle`, and the raw request pointer.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn wasmhost_handle(ptr: i32, len: i32) -> i64 {
             // SAFETY: forwarded from this function's own contract: the host
