@@ -4,28 +4,9 @@
 //! Pointers and lengths are `i32` (wasm32 addresses and byte counts).
 
 /// The host's own import module.
-pub const MODULE: &str = "wasmhost";
+pub const HOST_MODULE: &str = "wasmhost";
 /// The WASI preview 1 import module, the only other one a guest may use.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
-
-/// `log(level, ptr, len)`: a line for the host log.
-pub const LOG: &str = "log";
-/// `kv_get(key_ptr, key_len, out) -> status`.
-pub const KV_GET: &str = "kv_get";
-/// `kv_set(key_ptr, key_len, val_ptr, val_len) -> status`.
-pub const KV_SET: &str = "kv_set";
-/// `kv_delete(key_ptr, key_len) -> status`.
-pub const KV_DELETE: &str = "kv_delete";
-/// `kv_list(prefix_ptr, prefix_len, after_ptr, after_len, limit, out) -> status`.
-pub const KV_LIST: &str = "kv_list";
-/// `kv_increment(key_ptr, key_len, delta: i64, out) -> status`.
-pub const KV_INCREMENT: &str = "kv_increment";
-/// `kv_cas(key_ptr, key_len, expected_ptr, expected_len, new_ptr, new_len) -> status`.
-pub const KV_CAS: &str = "kv_cas";
-/// `session_start(id_ptr, id_len, name_ptr, name_len) -> status`.
-pub const SESSION_START: &str = "session_start";
-/// `session_end() -> status`.
-pub const SESSION_END: &str = "session_end";
 
 /// The grant of [`LOG`].
 pub const GRANT_LOG: &str = "log";
@@ -42,7 +23,7 @@ pub const HOST_GRANTS: &[&str] = &[GRANT_LOG, GRANT_STORAGE, GRANT_SESSIONS];
 /// nothing and reaches nothing outside the app.
 pub const DEFAULT_HOST_GRANTS: &[&str] = &[GRANT_LOG];
 
-/// One function of the [`MODULE`] import module.
+/// One function of the [`HOST_MODULE`] import module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostFunction {
     /// The import name.
@@ -53,55 +34,82 @@ pub struct HostFunction {
     pub grant: &'static str,
 }
 
-/// Every function of the [`MODULE`] import module. A module importing one
-/// its app is not granted, or a name not listed, is refused at load. A
+/// `log(level, ptr, len)`: a line of UTF-8 text for the host log.
+pub const LOG: HostFunction = HostFunction {
+    name: "log",
+    signature: "(i32, i32, i32) -> ()",
+    grant: GRANT_LOG,
+};
+
+/// `kv_get(key_ptr, key_len, out) -> status`.
+pub const KV_GET: HostFunction = HostFunction {
+    name: "kv_get",
+    signature: "(i32, i32, i32) -> i32",
+    grant: GRANT_STORAGE,
+};
+
+/// `kv_set(key_ptr, key_len, val_ptr, val_len) -> status`.
+pub const KV_SET: HostFunction = HostFunction {
+    name: "kv_set",
+    signature: "(i32, i32, i32, i32) -> i32",
+    grant: GRANT_STORAGE,
+};
+
+/// `kv_delete(key_ptr, key_len) -> status`.
+pub const KV_DELETE: HostFunction = HostFunction {
+    name: "kv_delete",
+    signature: "(i32, i32) -> i32",
+    grant: GRANT_STORAGE,
+};
+
+/// `kv_list(prefix_ptr, prefix_len, after_ptr, after_len, limit, out) -> status`.
+pub const KV_LIST: HostFunction = HostFunction {
+    name: "kv_list",
+    signature: "(i32, i32, i32, i32, i32, i32) -> i32",
+    grant: GRANT_STORAGE,
+};
+
+/// `kv_increment(key_ptr, key_len, delta: i64, out) -> status`.
+pub const KV_INCREMENT: HostFunction = HostFunction {
+    name: "kv_increment",
+    signature: "(i32, i32, i64, i32) -> i32",
+    grant: GRANT_STORAGE,
+};
+
+/// `kv_cas(key_ptr, key_len, expected_ptr, expected_len, new_ptr, new_len) -> status`.
+pub const KV_CAS: HostFunction = HostFunction {
+    name: "kv_cas",
+    signature: "(i32, i32, i32, i32, i32, i32) -> i32",
+    grant: GRANT_STORAGE,
+};
+
+/// `session_start(id_ptr, id_len, name_ptr, name_len) -> status`.
+pub const SESSION_START: HostFunction = HostFunction {
+    name: "session_start",
+    signature: "(i32, i32, i32, i32) -> i32",
+    grant: GRANT_SESSIONS,
+};
+
+/// `session_end() -> status`.
+pub const SESSION_END: HostFunction = HostFunction {
+    name: "session_end",
+    signature: "() -> i32",
+    grant: GRANT_SESSIONS,
+};
+
+/// Every function of the [`HOST_MODULE`] import module. A module importing
+/// one its app is not granted, or a name not listed, is refused at load. A
 /// service with several functions puts them all under one grant.
 pub const HOST_FUNCTIONS: &[HostFunction] = &[
-    HostFunction {
-        name: LOG,
-        signature: "(i32, i32, i32) -> ()",
-        grant: GRANT_LOG,
-    },
-    HostFunction {
-        name: KV_GET,
-        signature: "(i32, i32, i32) -> i32",
-        grant: GRANT_STORAGE,
-    },
-    HostFunction {
-        name: KV_SET,
-        signature: "(i32, i32, i32, i32) -> i32",
-        grant: GRANT_STORAGE,
-    },
-    HostFunction {
-        name: KV_DELETE,
-        signature: "(i32, i32) -> i32",
-        grant: GRANT_STORAGE,
-    },
-    HostFunction {
-        name: KV_LIST,
-        signature: "(i32, i32, i32, i32, i32, i32) -> i32",
-        grant: GRANT_STORAGE,
-    },
-    HostFunction {
-        name: KV_INCREMENT,
-        signature: "(i32, i32, i64, i32) -> i32",
-        grant: GRANT_STORAGE,
-    },
-    HostFunction {
-        name: KV_CAS,
-        signature: "(i32, i32, i32, i32, i32, i32) -> i32",
-        grant: GRANT_STORAGE,
-    },
-    HostFunction {
-        name: SESSION_START,
-        signature: "(i32, i32, i32, i32) -> i32",
-        grant: GRANT_SESSIONS,
-    },
-    HostFunction {
-        name: SESSION_END,
-        signature: "() -> i32",
-        grant: GRANT_SESSIONS,
-    },
+    LOG,
+    KV_GET,
+    KV_SET,
+    KV_DELETE,
+    KV_LIST,
+    KV_INCREMENT,
+    KV_CAS,
+    SESSION_START,
+    SESSION_END,
 ];
 
 /// The host function named `name`.
