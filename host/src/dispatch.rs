@@ -3,6 +3,7 @@
 //! Everything here works without a socket: tests can build a `Dispatcher` and
 //! call `prepare` and `handle` directly.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use anyhow::Context;
+use wasmhost_abi::RouteMeta;
 
 use crate::config::{AppConfig, Config, RouteTarget};
 use crate::http::parse::RequestHead;
@@ -19,7 +21,7 @@ use crate::router::Router;
 use crate::sessions::{self, SessionAction, User};
 use crate::static_files::StaticDir;
 use crate::status::{self, Failure};
-use crate::wasm::abi::{self, RouteInfo};
+use crate::wasm::abi;
 use crate::wasm::{GuestModule, Runtime};
 
 /// What a route points at, as indices into the site's tables.
@@ -345,16 +347,15 @@ impl Dispatcher {
         outcome: &mut Outcome,
         metrics: &crate::metrics::AppMetrics,
     ) -> Response {
-        let params = matched
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let route = RouteInfo {
-            app: &guest.app,
-            pattern: &matched.pattern,
-            params,
-            rest: &matched.rest,
+        let route = RouteMeta {
+            app: Cow::Borrowed(&guest.app),
+            pattern: Cow::Borrowed(&matched.pattern),
+            params: matched
+                .params
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+                .collect(),
+            rest: Cow::Borrowed(&matched.rest),
         };
         // The guest never sees the host's session token.
         let meta = if identity.token.is_some() {
