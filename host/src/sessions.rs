@@ -19,9 +19,9 @@ pub const COOKIE_NAME: &str = "wasmhost_session";
 /// it the user signs in again.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
 
-/// Longest user id or display name a guest may set, in bytes: identities are
-/// short, and both travel in every request's meta.
-pub const MAX_USER_FIELD: usize = 256;
+/// Longest user id or display name a guest may set, in bytes (the ABI's
+/// limit, from `wasmhost-abi`).
+pub use wasmhost_abi::limits::MAX_USER_FIELD_LEN as MAX_USER_FIELD;
 
 /// Random bytes in a token: 256 bits cannot be guessed.
 const TOKEN_BYTES: usize = 32;

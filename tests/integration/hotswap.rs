@@ -32,9 +32,7 @@ const PADDING: usize = 32 * 1024;
 /// prebuilt in the last data segment, after `PADDING` bytes of another one.
 fn version_module(body: &str) -> Vec<u8> {
     let meta = br#"{"status":200,"headers":[["Content-Type","text/plain"]]}"#;
-    let mut resp = (meta.len() as u32).to_le_bytes().to_vec();
-    resp.extend_from_slice(meta);
-    resp.extend_from_slice(body.as_bytes());
+    let resp = wasmhost_abi::join_frame(meta, body.as_bytes());
     let escaped: String = resp.iter().map(|b| format!("\\{b:02x}")).collect();
     let padding = "\\00".repeat(PADDING);
     let wat = format!(

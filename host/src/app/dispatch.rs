@@ -3,6 +3,7 @@
 //! Everything here works without a socket: tests can build a `Dispatcher` and
 //! call `prepare` and `handle` directly.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -10,7 +11,9 @@ use std::time::{Duration, Instant};
 use crate::http::parse::RequestHead;
 use crate::http::{Body, Request, Response};
 use crate::net::{AccessNote, Answer, Handler, Lane, Plan, Refusal, Rule};
-use crate::sandbox::abi::{self, RouteInfo};
+use wasmhost_abi::RouteMeta;
+
+use crate::sandbox::abi;
 use crate::sandbox::{GuestModule, Runtime};
 use crate::sessions::{self, SessionAction, User};
 
@@ -247,16 +250,15 @@ impl Dispatcher {
         outcome: &mut Outcome,
         metrics: &crate::app::metrics::AppMetrics,
     ) -> Response {
-        let params = matched
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let route = RouteInfo {
-            app: &guest.app,
-            pattern: &matched.pattern,
-            params,
-            rest: &matched.rest,
+        let route = RouteMeta {
+            app: Cow::Borrowed(&guest.app),
+            pattern: Cow::Borrowed(&matched.pattern),
+            params: matched
+                .params
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+                .collect(),
+            rest: Cow::Borrowed(&matched.rest),
         };
         // The guest never sees the host's session token.
         let meta = if identity.token.is_some() {

@@ -13,6 +13,11 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use wasmhost_abi::exports::{self, Export};
+use wasmhost_abi::imports::{
+    self, GRANT_SESSIONS, GRANT_STORAGE, HOST_MODULE, WASI_MODULE, log_level,
+};
+use wasmhost_abi::{ABI_VERSION, HOST_FUNCTIONS};
 use wasmtime::{
     Caller, Config, Enabled, Engine, ExternType, FuncType, InstanceAllocationStrategy, InstancePre,
     Linker, Module, PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
@@ -21,7 +26,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::config::{AppConfig, Grants, Limits, MAX_ERROR_PAGE};
-use abi::{ABI_VERSION, GuestResponse, LEN_PREFIX};
+use abi::GuestResponse;
 use log_sink::LogSink;
 
 /// How often the shared ticker advances the engine's epoch; CPU deadlines are
@@ -48,32 +53,9 @@ pub const WORKER_STACK: usize = 8 * 1024 * 1024;
 /// enforced below it by each store's limiter.
 const POOL_MAX_MEMORY: usize = 4 << 30;
 
-/// The import modules a guest may use; anything else is refused at load.
-const WASI_MODULE: &str = "wasi_snapshot_preview1";
-const HOST_MODULE: &str = "wasmhost";
-
-/// Every function of the `wasmhost` import module, with the grant (a name in
-/// an app's `grants.host`) that allows importing it. A module importing a
-/// function its app is not granted is refused at load. A service with several
-/// functions (storage, sessions) puts them all under one grant name.
-pub const HOST_FUNCTIONS: &[(&str, &str)] = &[
-    ("log", "log"),
-    ("kv_get", "storage"),
-    ("kv_set", "storage"),
-    ("kv_delete", "storage"),
-    ("kv_list", "storage"),
-    ("kv_increment", "storage"),
-    ("kv_cas", "storage"),
-    ("session_start", "sessions"),
-    ("session_end", "sessions"),
-];
-
-/// The grant names `grants.host` may list: every grant in `HOST_FUNCTIONS`.
-pub const HOST_GRANTS: &[&str] = &["log", "storage", "sessions"];
-
-/// Host functions granted when an app's `grants.host` is not given: logging
-/// reveals nothing and reaches nothing outside the app.
-pub const DEFAULT_HOST_GRANTS: &[&str] = &["log"];
+/// The grant names of `grants.host` and the default grants, defined with the
+/// host functions in `wasmhost-abi`; `config.rs` reads them from here.
+pub use wasmhost_abi::{DEFAULT_HOST_GRANTS, HOST_GRANTS};
 
 /// WASI functions no app is granted, by name prefix: p1 sockets work only on
 /// preopened sockets, which the host never gives, so importing them can only
@@ -367,7 +349,7 @@ fn flavor(max_instances: u32, fuel: bool, cache: Option<&Path>) -> wasmtime::Res
     linker.allow_shadowing(true);
     linker.func_wrap(WASI_MODULE, "poll_oneoff", poll::poll_oneoff)?;
     linker.allow_shadowing(false);
-    linker.func_wrap(HOST_MODULE, "log", host_log)?;
+    linker.func_wrap(HOST_MODULE, imports::LOG.name, host_log)?;
     services::add_to_linker(&mut linker)?;
     Ok(Flavor { engine, linker })
 }
@@ -533,10 +515,10 @@ impl Runtime {
             bytes
         };
         let module = compile(flavor, path, bytes, &grants)?;
-        let has_initialize = match module.get_export("_initialize") {
+        let has_initialize = match module.get_export(exports::INITIALIZE.name) {
             None => false,
             Some(_) => {
-                check_export(&module, "_initialize", Some("() -> ()")).map_err(abi_err)?;
+                check_export(&module, &exports::INITIALIZE).map_err(abi_err)?;
                 true
             }
         };
@@ -597,7 +579,7 @@ impl Runtime {
             .run(bytes, |instrumented| {
                 let module = compile(flavor, path, instrumented, spec.grants)
                     .map_err(|e| e.to_string())?;
-                check_export(&module, preinit::INIT_EXPORT, Some("() -> ()"))?;
+                check_export(&module, &exports::INIT)?;
                 let no_services = services::RequestServices {
                     kv: None,
                     sessions: false,
@@ -622,10 +604,10 @@ impl Runtime {
                         .map_err(|e| failed(e, &store))?;
                     f.call(&mut store, ()).map_err(|e| failed(e, &store))
                 };
-                if module.get_export("_initialize").is_some() {
-                    call("_initialize")?;
+                if module.get_export(exports::INITIALIZE.name).is_some() {
+                    call(exports::INITIALIZE.name)?;
                 }
-                let result = call(preinit::INIT_EXPORT);
+                let result = call(exports::INIT.name);
                 flush_log(&store);
                 result.map(|()| (store, instance))
             })
@@ -636,7 +618,7 @@ impl Runtime {
             bytes = snapshot.len(),
             took_ms = started.elapsed().as_millis() as u64,
             "pre-initialized with `{}`",
-            preinit::INIT_EXPORT
+            exports::INIT.name
         );
         if let Some(cached) = cached
             && let Err(e) = preinit::cache_store(&cached, &snapshot)
@@ -654,13 +636,13 @@ impl Runtime {
             .map_err(|e| classify(e, &store, &guest.limits))?;
         if guest.has_initialize {
             let init = instance
-                .get_typed_func::<(), ()>(&mut store, "_initialize")
+                .get_typed_func::<(), ()>(&mut store, exports::INITIALIZE.name)
                 .map_err(|e| classify(e, &store, &guest.limits))?;
             init.call(&mut store, ())
                 .map_err(|e| classify(e, &store, &guest.limits))?;
         }
         let f = instance
-            .get_typed_func::<(), i32>(&mut store, "wasmhost_abi_version")
+            .get_typed_func::<(), i32>(&mut store, exports::ABI_VERSION.name)
             .map_err(|e| classify(e, &store, &guest.limits))?;
         let version = f
             .call(&mut store, ())
@@ -682,13 +664,13 @@ impl Runtime {
             kv: self
                 .services
                 .get()
-                .filter(|_| guest.grants.host.contains("storage"))
+                .filter(|_| guest.grants.host.contains(GRANT_STORAGE))
                 .and_then(|s| {
                     crate::storage::Namespace::new(&guest.app)
                         .ok()
                         .map(|ns| (s.kv.clone(), ns))
                 }),
-            sessions: guest.grants.host.contains("sessions"),
+            sessions: guest.grants.host.contains(GRANT_SESSIONS),
             had_session,
             action: None,
         };
@@ -763,26 +745,26 @@ impl Runtime {
         stats.instantiate = started.elapsed();
         let run_started = Instant::now();
         let memory = instance
-            .get_memory(&mut *store, "memory")
+            .get_memory(&mut *store, exports::MEMORY.name)
             .ok_or_else(|| GuestError::Malformed("no memory export".into()))?;
         stats.peak_memory = memory.data_size(&*store);
         store.data_mut().budget.peak_memory = stats.peak_memory;
         if guest.has_initialize {
             let init = instance
-                .get_typed_func::<(), ()>(&mut *store, "_initialize")
+                .get_typed_func::<(), ()>(&mut *store, exports::INITIALIZE.name)
                 .map_err(|e| fail(e, store))?;
             init.call(&mut *store, ()).map_err(|e| fail(e, store))?;
         }
         let alloc = instance
-            .get_typed_func::<i32, i32>(&mut *store, "wasmhost_alloc")
+            .get_typed_func::<i32, i32>(&mut *store, exports::ALLOC.name)
             .map_err(|e| fail(e, store))?;
         let handle = instance
-            .get_typed_func::<(i32, i32), i64>(&mut *store, "wasmhost_handle")
+            .get_typed_func::<(i32, i32), i64>(&mut *store, exports::HANDLE.name)
             .map_err(|e| fail(e, store))?;
 
-        let total = LEN_PREFIX + meta.len() + body.len();
-        let total_i32 = i32::try_from(total)
-            .map_err(|_| GuestError::Malformed("request too large for a 32-bit guest".into()))?;
+        let too_large = || GuestError::Malformed("request too large for a 32-bit guest".into());
+        let total = wasmhost_abi::frame_len(meta.len(), body.len()).ok_or_else(too_large)?;
+        let total_i32 = i32::try_from(total).map_err(|_| too_large())?;
         let ptr = alloc
             .call(&mut *store, total_i32)
             .map_err(|e| fail(e, store))?;
@@ -798,15 +780,13 @@ impl Runtime {
                 .ok_or_else(|| {
                     GuestError::Malformed("wasmhost_alloc returned a buffer outside memory".into())
                 })?;
-            dest[..LEN_PREFIX].copy_from_slice(&(meta.len() as u32).to_le_bytes());
-            dest[LEN_PREFIX..LEN_PREFIX + meta.len()].copy_from_slice(meta);
-            dest[LEN_PREFIX + meta.len()..].copy_from_slice(body);
+            wasmhost_abi::write_frame(dest, meta, body);
         }
         let packed = handle.call(&mut *store, (ptr, total_i32));
         stats.run = run_started.elapsed();
         let packed = packed.map_err(|e| fail(e, store))?;
-        let resp_ptr = ((packed as u64) >> 32) as usize;
-        let resp_len = (packed as u64 & 0xffff_ffff) as usize;
+        let (resp_ptr, resp_len) = wasmhost_abi::unpack(packed);
+        let (resp_ptr, resp_len) = (resp_ptr as usize, resp_len as usize);
         if resp_len as u64 > guest.limits.max_response.saturating_add(64 * 1024) {
             return Err(GuestError::ResponseTooLarge {
                 len: resp_len as u64,
@@ -868,10 +848,9 @@ fn compile(
     for import in module.imports() {
         check_import(import.module(), import.name(), grants).map_err(abi_err)?;
     }
-    check_export(&module, "memory", None).map_err(abi_err)?;
-    check_export(&module, "wasmhost_abi_version", Some("() -> i32")).map_err(abi_err)?;
-    check_export(&module, "wasmhost_alloc", Some("(i32) -> i32")).map_err(abi_err)?;
-    check_export(&module, "wasmhost_handle", Some("(i32, i32) -> i64")).map_err(abi_err)?;
+    for export in exports::REQUIRED {
+        check_export(&module, export).map_err(abi_err)?;
+    }
     Ok(module)
 }
 
@@ -1029,18 +1008,19 @@ fn check_import(module: &str, name: &str, grants: &Grants) -> Result<(), String>
             // Other WASI names are checked by linking, whose error names them.
             None => Ok(()),
         },
-        HOST_MODULE => match HOST_FUNCTIONS.iter().find(|(f, _)| *f == name) {
+        HOST_MODULE => match imports::host_function(name) {
             None => Err(format!(
                 "imports `{module}::{name}`, which this host does not provide (it provides: {})",
                 HOST_FUNCTIONS
                     .iter()
-                    .map(|(f, _)| *f)
+                    .map(|f| f.name)
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
-            Some((_, grant)) if !grants.host.contains(*grant) => Err(format!(
+            Some(f) if !grants.host.contains(f.grant) => Err(format!(
                 "imports `{module}::{name}`, which is not granted to this app \
-                 (add \"{grant}\" to its grants.host)"
+                 (add \"{}\" to its grants.host)",
+                f.grant
             )),
             Some(_) => Ok(()),
         },
@@ -1099,7 +1079,10 @@ fn host_log(
     ptr: i32,
     len: i32,
 ) -> wasmtime::Result<()> {
-    let Some(memory) = caller.get_export("memory").and_then(|e| e.into_memory()) else {
+    let Some(memory) = caller
+        .get_export(exports::MEMORY.name)
+        .and_then(|e| e.into_memory())
+    else {
         return Ok(());
     };
     let (data, state) = memory.data_and_store_mut(&mut caller);
@@ -1111,9 +1094,9 @@ fn host_log(
         wasmtime::bail!("wasmhost.log: range {start}+{len} is outside memory");
     };
     let prefix: &[u8] = match level {
-        0 => b"ERROR ",
-        1 => b"WARN ",
-        3 => b"DEBUG ",
+        log_level::ERROR => b"ERROR ",
+        log_level::WARN => b"WARN ",
+        log_level::DEBUG => b"DEBUG ",
         _ => b"",
     };
     state.log.append(prefix);
@@ -1122,8 +1105,9 @@ fn host_log(
     Ok(())
 }
 
-/// Checks that `name` is exported with this signature (`None`: a memory).
-fn check_export(module: &Module, name: &str, signature: Option<&str>) -> Result<(), String> {
+/// Checks that `export` is there with the ABI's signature (`None`: a memory).
+fn check_export(module: &Module, export: &Export) -> Result<(), String> {
+    let Export { name, signature } = *export;
     let Some(ty) = module.get_export(name) else {
         return Err(format!("missing export `{name}`"));
     };
@@ -1159,17 +1143,35 @@ fn signature_of(f: &FuncType) -> String {
 mod tests {
     use super::*;
 
+    /// The table of `wasmhost-abi` (whose own tests check its grants) is
+    /// what the linker provides: every function, with its signature, and
+    /// nothing else under `wasmhost`.
     #[test]
-    fn every_host_function_has_a_known_grant_and_every_grant_a_function() {
-        for (function, grant) in HOST_FUNCTIONS {
-            assert!(HOST_GRANTS.contains(grant), "{function}: {grant}");
+    fn the_linker_provides_exactly_the_abi_host_functions() {
+        let flavor = flavor(1, false, None).unwrap();
+        let app: Arc<str> = Arc::from("t");
+        let spec = StoreSpec {
+            engine: &flavor.engine,
+            app: &app,
+            limits: &Limits::default(),
+            grants: &Grants::default(),
+        };
+        let second = Duration::from_secs(1);
+        let mut store = new_store(spec, second, second, Default::default()).unwrap();
+        for f in HOST_FUNCTIONS {
+            let linked = flavor.linker.get(&mut store, HOST_MODULE, f.name);
+            let Ok(wasmtime::Extern::Func(func)) = linked else {
+                panic!("{} is not linked as a function", f.name);
+            };
+            assert_eq!(signature_of(&func.ty(&store)), f.signature, "{}", f.name);
         }
-        for grant in HOST_GRANTS.iter().chain(DEFAULT_HOST_GRANTS) {
-            assert!(
-                HOST_FUNCTIONS.iter().any(|(_, g)| g == grant),
-                "{grant} allows nothing"
-            );
-        }
+        let linked: Vec<String> = flavor
+            .linker
+            .iter(&mut store)
+            .filter(|(module, _, _)| *module == HOST_MODULE)
+            .map(|(_, name, _)| name.to_owned())
+            .collect();
+        assert_eq!(linked.len(), HOST_FUNCTIONS.len(), "{linked:?}");
     }
 
     #[test]
