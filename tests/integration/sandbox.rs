@@ -337,6 +337,39 @@ fn malformed_output_never_reaches_the_client() {
 }
 
 #[test]
+fn a_guest_cannot_set_the_hosts_session_cookie() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Every way of naming the host's cookie that a browser would store as it
+    // (or that the host would read back as it), among cookies of the app's own.
+    let meta = br#"{"status":200,"headers":[
+        ["Set-Cookie","theme=dark; Path=/"],
+        ["Set-Cookie","wasmhost_session=fixated; Path=/; HttpOnly"],
+        ["set-cookie"," wasmhost_session\t=x; Path=/cookies"],
+        ["SET-COOKIE","wasmhost_session=; Max-Age=0"],
+        ["Set-Cookie","=wasmhost_session=nameless"],
+        ["Set-Cookie","WASMHOST_SESSION=other; Path=/"],
+        ["Set-Cookie","__Host-wasmhost_session=other; Path=/; Secure"],
+        ["X-Kept","1"]]}"#;
+    let server = serve(dir, &[("cookies", fixed_meta(meta), json!({}))]);
+    for _ in 0..2 {
+        let resp = server.get("/cookies");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            resp.headers_all("set-cookie"),
+            [
+                "theme=dark; Path=/",
+                "WASMHOST_SESSION=other; Path=/",
+                "__Host-wasmhost_session=other; Path=/; Secure"
+            ],
+            "{:?}",
+            resp.headers
+        );
+        assert_eq!(resp.header("x-kept"), Some("1"));
+    }
+    assert_hello(&server);
+}
+
+#[test]
 fn time_limits_cover_sleeping_in_host_calls() {
     let dir = tempfile::tempdir().expect("temp dir");
     let apps = [
