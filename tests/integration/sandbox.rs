@@ -956,3 +956,40 @@ fn a_start_function_or_initializer_that_never_ends_is_refused_at_load() {
         );
     }
 }
+
+#[test]
+fn a_trap_at_start_up_is_refused_naming_where_it_happened() {
+    let trap = "(func $trap unreachable)";
+    let handle = "(call $ok (i32.const 0) (i32.const 0))";
+    // The `module` helper exports `wasmhost_abi_version`; this one traps.
+    let trapping_version = module("", handle, "").replace(
+        "(func (export \"wasmhost_abi_version\") (result i32) (i32.const 1))",
+        "(func (export \"wasmhost_abi_version\") (result i32) unreachable)",
+    );
+    assert!(trapping_version.contains("(result i32) unreachable)"));
+    // (WAT, where the error must say it happened)
+    let table = [
+        (
+            module("", handle, &format!("{trap} (start $trap)")),
+            "failed at start-up in instantiation",
+        ),
+        (
+            module(
+                "",
+                handle,
+                &format!("{trap} (export \"_initialize\" (func $trap))"),
+            ),
+            "failed at start-up in `_initialize`: trap",
+        ),
+        (
+            trapping_version,
+            "failed at start-up in `wasmhost_abi_version`: trap",
+        ),
+    ];
+    for (wat, want) in table {
+        let err = load_error(&wat, json!({}));
+        assert!(err.contains(want), "want {want:?} in: {err}");
+        assert!(err.contains("unreachable"), "the reason: {err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}

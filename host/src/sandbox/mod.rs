@@ -553,12 +553,12 @@ impl Runtime {
             grants,
             error_pages: ErrorPages::new(),
         };
-        let version = self.probe_version(&guest).map_err(|e| match e {
+        let version = self.probe_version(&guest).map_err(|(stage, e)| match e {
             GuestError::CpuTime { .. } | GuestError::WallTime { .. } => abi_err(format!(
-                "failed at start-up: did not finish within the start-up limit of \
-                     {LOAD_CPU_BUDGET:?} (start function, `_initialize` or `wasmhost_abi_version`)"
+                "failed at start-up in {stage}: did not finish within the start-up limit of \
+                     {LOAD_CPU_BUDGET:?}"
             )),
-            e => abi_err(format!("failed at start-up: {e}")),
+            e => abi_err(format!("failed at start-up in {stage}: {e}")),
         })?;
         if version != ABI_VERSION {
             return Err(abi_err(format!(
@@ -646,25 +646,31 @@ impl Runtime {
         Ok(snapshot)
     }
 
-    fn probe_version(&self, guest: &GuestModule) -> Result<i32, GuestError> {
-        let mut store = self.new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET, false)?;
+    /// Instantiates the module once and calls `wasmhost_abi_version`; an
+    /// error comes with the step that failed, for the load error to name.
+    fn probe_version(&self, guest: &GuestModule) -> Result<i32, (&'static str, GuestError)> {
+        const INSTANTIATE: &str = "instantiation (memory, data and the start function)";
+        const INITIALIZE: &str = "`_initialize`";
+        const VERSION: &str = "`wasmhost_abi_version`";
+        let mut store = self
+            .new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET, false)
+            .map_err(|e| (INSTANTIATE, e))?;
+        let fail = |stage, e, store: &Store<GuestState>| (stage, classify(e, store, &guest.limits));
         let instance = guest
             .pre
             .instantiate(&mut store)
-            .map_err(|e| classify(e, &store, &guest.limits))?;
+            .map_err(|e| fail(INSTANTIATE, e, &store))?;
         if guest.has_initialize {
             let init = instance
                 .get_typed_func::<(), ()>(&mut store, "_initialize")
-                .map_err(|e| classify(e, &store, &guest.limits))?;
+                .map_err(|e| fail(INITIALIZE, e, &store))?;
             init.call(&mut store, ())
-                .map_err(|e| classify(e, &store, &guest.limits))?;
+                .map_err(|e| fail(INITIALIZE, e, &store))?;
         }
         let f = instance
             .get_typed_func::<(), i32>(&mut store, "wasmhost_abi_version")
-            .map_err(|e| classify(e, &store, &guest.limits))?;
-        let version = f
-            .call(&mut store, ())
-            .map_err(|e| classify(e, &store, &guest.limits));
+            .map_err(|e| fail(VERSION, e, &store))?;
+        let version = f.call(&mut store, ()).map_err(|e| fail(VERSION, e, &store));
         flush_log(&store);
         version
     }
