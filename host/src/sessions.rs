@@ -149,12 +149,18 @@ pub fn clear_cookie() -> String {
     format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
+/// Whether a cookie name is the session cookie's, as the host reads it:
+/// trimmed of whitespace, exactly [`COOKIE_NAME`] (names are case-sensitive).
+pub fn is_cookie_name(name: &str) -> bool {
+    name.trim() == COOKIE_NAME
+}
+
 /// Whether one `name=value` pair of a `Cookie` header is the session
-/// cookie, as the host reads it: the name before the first `=`, trimmed of
-/// whitespace, is exactly [`COOKIE_NAME`] (cookie names are case-sensitive).
+/// cookie, as the host reads it: the name before the first `=` is
+/// [`is_cookie_name`].
 pub fn is_session_pair(pair: &str) -> bool {
     pair.split_once('=')
-        .is_some_and(|(name, _)| name.trim() == COOKIE_NAME)
+        .is_some_and(|(name, _)| is_cookie_name(name))
 }
 
 /// The session token in a request's `Cookie` headers, if any.

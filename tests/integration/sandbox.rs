@@ -347,6 +347,7 @@ fn a_guest_cannot_set_the_hosts_session_cookie() {
         ["set-cookie"," wasmhost_session\t=x; Path=/cookies"],
         ["SET-COOKIE","wasmhost_session=; Max-Age=0"],
         ["Set-Cookie","=wasmhost_session=nameless"],
+        ["Set-Cookie","wasmhost_session; Path=/"],
         ["Set-Cookie","WASMHOST_SESSION=other; Path=/"],
         ["Set-Cookie","__Host-wasmhost_session=other; Path=/; Secure"],
         ["X-Kept","1"]]}"#;

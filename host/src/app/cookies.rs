@@ -15,15 +15,18 @@
 //! - Names are compared exactly, as browsers do: `WASMHOST_SESSION` and
 //!   `__Host-wasmhost_session` are other cookies, which the host never reads
 //!   as its own, so they are left to the guest.
-//! - A part without a name (`=wasmhost_session=x`) makes a cookie with an
-//!   empty name, which a browser sends back as its value alone:
+//! - A part with an empty name (`=wasmhost_session=x`) makes a nameless
+//!   cookie, which Chromium and Firefox send back as its value alone:
 //!   `Cookie: wasmhost_session=x`. That is the host's cookie too.
+//! - A part without any `=` (`wasmhost_session`) is a nameless cookie to
+//!   RFC 6265bis, but WebKit's cookie stores take it as a name with an empty
+//!   value, which would replace the host's cookie: it is dropped too.
 //!
-//! The last step asks the sessions layer whether the pair the browser would
-//! send back is read as the session cookie ([`sessions::is_session_pair`]),
-//! so that what is dropped here and what the host reads never disagree
-//! (the host trims any whitespace, a browser only spaces and tabs: the
-//! wider of the two is dropped).
+//! The last step asks the sessions layer whether the name the browser would
+//! send back is the session cookie's ([`sessions::is_cookie_name`]), so
+//! that what is dropped here and what the host reads never disagree (the
+//! host trims any whitespace, a browser only spaces and tabs: the wider of
+//! the two is dropped).
 
 use crate::sessions;
 
@@ -31,16 +34,18 @@ use crate::sessions;
 /// host's session cookie in a browser.
 pub fn sets_session_cookie(set_cookie: &str) -> bool {
     let pair = set_cookie.split(';').next().unwrap_or_default();
-    let sent_back = match pair.split_once('=') {
-        // A cookie with a name is sent back as `name=value`.
-        Some((name, _)) if !trim_wsp(name).is_empty() => pair,
-        // A cookie without one is sent back as its value alone.
-        Some((_, value)) => trim_wsp(value),
-        // No `=`: the whole pair is the value of a nameless cookie, sent
-        // back without an `=`, so never read as the session cookie.
-        None => return false,
+    let (name, value) = match pair.split_once('=') {
+        Some((name, value)) => (trim_wsp(name), trim_wsp(value)),
+        None => ("", trim_wsp(pair)),
     };
-    sessions::is_session_pair(sent_back)
+    let name_sent_back = if name.is_empty() {
+        // Nameless: sent back as its value alone, whose name is what comes
+        // before its own `=`, or all of it (WebKit: a name, no value).
+        value.split_once('=').map_or(value, |(name, _)| name)
+    } else {
+        name
+    };
+    sessions::is_cookie_name(name_sent_back)
 }
 
 /// Removes from `headers` every `Set-Cookie` that [`sets_session_cookie`];
@@ -70,7 +75,9 @@ mod tests {
             // Clearing it signs the visitor out of every app.
             ("wasmhost_session=; Max-Age=0", true),
             ("wasmhost_session=x; Domain=example.com; Path=/app", true),
-            ("wasmhost_session", false),
+            // No `=`: WebKit takes it as the name with an empty value.
+            ("wasmhost_session", true),
+            ("wasmhost_session; Path=/", true),
             // Spaces and tabs around the name are not part of it.
             (" wasmhost_session =x", true),
             ("\twasmhost_session\t=x; Path=/", true),
@@ -79,7 +86,9 @@ mod tests {
             // A nameless cookie is sent back as its value.
             ("=wasmhost_session=x", true),
             (" = wasmhost_session=x; Path=/", true),
-            ("=wasmhost_session", false),
+            ("=wasmhost_session", true),
+            ("theme", false),
+            ("=theme=dark", false),
             // Other names, in a browser and to the host.
             ("WASMHOST_SESSION=x", false),
             ("Wasmhost_Session=x", false),
