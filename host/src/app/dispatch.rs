@@ -17,6 +17,7 @@ use crate::sandbox::abi;
 use crate::sandbox::{GuestModule, Runtime};
 use crate::sessions::{self, SessionAction, User};
 
+use super::cookies;
 use super::failure::{self, Failure};
 use super::metrics::Metrics;
 use super::origin::{foreign_origin, host_without_port};
@@ -282,9 +283,21 @@ impl Dispatcher {
                     peak_memory = stats.peak_memory,
                     "guest call"
                 );
+                let mut headers = g.headers;
+                // The session cookie is the host's alone (app/cookies.rs).
+                let dropped = cookies::drop_session_cookies(&mut headers);
+                if dropped > 0 {
+                    tracing::warn!(
+                        app = %guest.app,
+                        route = %matched.pattern,
+                        dropped,
+                        "dropped the guest's Set-Cookie for the host's session cookie `{}`",
+                        sessions::COOKIE_NAME
+                    );
+                }
                 let mut resp = Response {
                     status: g.status,
-                    headers: g.headers,
+                    headers,
                     body: if g.body.is_empty() {
                         Body::Empty
                     } else {

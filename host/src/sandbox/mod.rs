@@ -1,6 +1,7 @@
 //! Running guests: one wasmtime engine, modules checked against the ABI at load, a fresh instance per request.
 
 pub mod abi;
+pub mod load_message;
 pub mod log_sink;
 mod poll;
 pub mod preinit;
@@ -243,21 +244,24 @@ pub struct ErrorPage {
 /// An app's pages by status (only `config::ERROR_PAGE_STATUSES` are loaded).
 pub type ErrorPages = std::collections::BTreeMap<u16, ErrorPage>;
 
-/// Why a module could not be loaded.
+/// Why a module could not be loaded. Every message is one line: reasons
+/// from wasmtime, wasmparser or wizer are flattened (`load_message`).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {}", load_message::one_line(&.source.to_string()))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a valid WebAssembly module: {reason}")]
+    #[error("{path}: {}", load_message::one_line(.reason))]
+    NotWasm { path: PathBuf, reason: String },
+    #[error("{path} is not a valid WebAssembly module: {}", load_message::one_line(.reason))]
     Compile { path: PathBuf, reason: String },
-    #[error("{path}: {reason}")]
+    #[error("{path}: {}", load_message::one_line(.reason))]
     Abi { path: PathBuf, reason: String },
-    #[error("error page {path}: {reason}")]
+    #[error("error page {path}: {}", load_message::one_line(.reason))]
     ErrorPage { path: PathBuf, reason: String },
-    #[error("cannot start the fuel-metered engine: {0}")]
+    #[error("cannot start the fuel-metered engine: {}", load_message::one_line(.0))]
     Engine(String),
 }
 
@@ -535,12 +539,12 @@ impl Runtime {
             grants,
             error_pages: ErrorPages::new(),
         };
-        let version = self.probe_version(&guest).map_err(|e| match e {
+        let version = self.probe_version(&guest).map_err(|(stage, e)| match e {
             GuestError::CpuTime { .. } | GuestError::WallTime { .. } => abi_err(format!(
-                "failed at start-up: did not finish within the start-up limit of \
-                     {LOAD_CPU_BUDGET:?} (start function, `_initialize` or `wasmhost_abi_version`)"
+                "failed at start-up in {stage}: did not finish within the start-up limit of \
+                     {LOAD_CPU_BUDGET:?}"
             )),
-            e => abi_err(format!("failed at start-up: {e}")),
+            e => abi_err(format!("failed at start-up in {stage}: {e}")),
         })?;
         if version != ABI_VERSION {
             return Err(abi_err(format!(
@@ -628,25 +632,31 @@ impl Runtime {
         Ok(snapshot)
     }
 
-    fn probe_version(&self, guest: &GuestModule) -> Result<i32, GuestError> {
-        let mut store = self.new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET, false)?;
+    /// Instantiates the module once and calls `wasmhost_abi_version`; an
+    /// error comes with the step that failed, for the load error to name.
+    fn probe_version(&self, guest: &GuestModule) -> Result<i32, (&'static str, GuestError)> {
+        const INSTANTIATE: &str = "instantiation (memory, data and the start function)";
+        const INITIALIZE: &str = "`_initialize`";
+        const VERSION: &str = "`wasmhost_abi_version`";
+        let mut store = self
+            .new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET, false)
+            .map_err(|e| (INSTANTIATE, e))?;
+        let fail = |stage, e, store: &Store<GuestState>| (stage, classify(e, store, &guest.limits));
         let instance = guest
             .pre
             .instantiate(&mut store)
-            .map_err(|e| classify(e, &store, &guest.limits))?;
+            .map_err(|e| fail(INSTANTIATE, e, &store))?;
         if guest.has_initialize {
             let init = instance
                 .get_typed_func::<(), ()>(&mut store, exports::INITIALIZE.name)
-                .map_err(|e| classify(e, &store, &guest.limits))?;
+                .map_err(|e| fail(INITIALIZE, e, &store))?;
             init.call(&mut store, ())
-                .map_err(|e| classify(e, &store, &guest.limits))?;
+                .map_err(|e| fail(INITIALIZE, e, &store))?;
         }
         let f = instance
             .get_typed_func::<(), i32>(&mut store, exports::ABI_VERSION.name)
-            .map_err(|e| classify(e, &store, &guest.limits))?;
-        let version = f
-            .call(&mut store, ())
-            .map_err(|e| classify(e, &store, &guest.limits));
+            .map_err(|e| fail(VERSION, e, &store))?;
+        let version = f.call(&mut store, ()).map_err(|e| fail(VERSION, e, &store));
         flush_log(&store);
         version
     }
@@ -841,6 +851,12 @@ fn compile(
         path: path.to_owned(),
         reason,
     };
+    if let Some(reason) = load_message::not_a_core_module(bytes) {
+        return Err(LoadError::NotWasm {
+            path: path.to_owned(),
+            reason,
+        });
+    }
     let module = Module::from_binary(&flavor.engine, bytes).map_err(|e| LoadError::Compile {
         path: path.to_owned(),
         reason: format!("{:#}", anyhow::Error::from(e)),
@@ -1204,6 +1220,31 @@ mod tests {
                 }
                 (got, _) => panic!("{module}::{name}: {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_load_error_is_one_line_whatever_its_reason() {
+        let path = PathBuf::from("app.wasm");
+        let reason = "magic header not detected: expected=[\n    0x0,\n] actual=[\n    0x7f,\n]";
+        let errors = [
+            LoadError::Compile {
+                path: path.clone(),
+                reason: reason.to_owned(),
+            },
+            LoadError::Abi {
+                path: path.clone(),
+                reason: reason.to_owned(),
+            },
+            LoadError::NotWasm {
+                path,
+                reason: load_message::not_a_core_module(b"\x7fELF").unwrap_or_default(),
+            },
+            LoadError::Engine(reason.to_owned()),
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(!text.contains(['\n', '\r']), "{text:?}");
         }
     }
 

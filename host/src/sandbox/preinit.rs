@@ -105,7 +105,7 @@ impl Preinit {
         let (cx, instrumented) = self
             .wizer
             .instrument(bytes)
-            .map_err(|e| format!("cannot be pre-initialized: {e:#}"))?;
+            .map_err(|e| format!("`{INIT_EXPORT}` cannot be pre-initialized: {e:#}"))?;
         let (mut store, instance) = initialize(&instrumented)?;
         let mut state = Captured {
             store: &mut store,
@@ -269,6 +269,7 @@ mod tests {
             .run::<()>(&module, |_| Err("must not be reached".into()))
             .unwrap_err();
         assert!(err.contains("table.set"), "{err}");
+        assert!(err.contains("`wasmhost_init`"), "{err}");
     }
 
     #[test]
