@@ -77,20 +77,77 @@ pub struct UserMeta<'a> {
     pub name: Cow<'a, str>,
 }
 
-/// The response meta (§5.2).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The response meta (§5.2). It decodes from a JSON object only: serde's
+/// derived structs would also take a sequence of the fields' values
+/// (`[200, [["X", "y"]]]`), which §5.2 calls malformed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ResponseMeta<'a> {
     /// The status code; the host accepts 200 to 599.
     pub status: u16,
     /// Headers in order, repeats kept (several `Set-Cookie`).
-    #[serde(default)]
     pub headers: Pairs<'a>,
+}
+
+/// The fields of [`ResponseMeta`] as serde sees them inside the object.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseFields<'a> {
+    status: u16,
+    #[serde(default)]
+    headers: Pairs<'a>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ResponseMeta<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<'a>(std::marker::PhantomData<ResponseMeta<'a>>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for ObjectOnly<'a> {
+            type Value = ResponseMeta<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the response meta as a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let fields =
+                    ResponseFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ResponseMeta {
+                    status: fields.status,
+                    headers: fields.headers,
+                })
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly(std::marker::PhantomData))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_meta_is_an_object_only_and_refuses_unknown_fields() {
+        let ok: ResponseMeta = serde_json::from_str(r#"{"status":201,"headers":[["X","y"]]}"#)
+            .expect("an object decodes");
+        assert_eq!(ok.status, 201);
+        assert_eq!(ok.headers.len(), 1);
+        let bare: ResponseMeta =
+            serde_json::from_str(r#"{"status":204}"#).expect("headers optional");
+        assert!(bare.headers.is_empty());
+        for text in [
+            "[200]",
+            r#"[200, [["X","y"]]]"#,
+            r#"{"status":200,"header":[]}"#,
+            "200",
+            "null",
+            r#""{\"status\":200}""#,
+        ] {
+            assert!(
+                serde_json::from_str::<ResponseMeta>(text).is_err(),
+                "{text} decoded"
+            );
+        }
+    }
 
     /// The example of ABI section 5.1, verbatim.
     const SPEC_META: &str = r#"{

@@ -225,6 +225,11 @@ fn malformed_guest_output_gets_500() {
             500,
         ),
         (r#"{"status":200,"headers":[["Bad Name","v"]]}"#, "", 500),
+        // The meta is an object: the same values as an array are malformed.
+        ("[200]", "fine", 500),
+        (r#"[200,[["X-Ok","1"]]]"#, "fine", 500),
+        // Unknown fields are refused, so a misspelt one is not silently lost.
+        (r#"{"status":200,"header":[["X-Ok","1"]]}"#, "fine", 500),
     ];
     for (meta, body, status) in table {
         let dir = tempfile::tempdir().unwrap();
