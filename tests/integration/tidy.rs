@@ -124,10 +124,43 @@ fn relative(path: &Path) -> String {
 /// The code of a file without comments, string and character contents, and
 /// the trailing `#[cfg(test)] mod tests` (tests may name anything).
 fn code_of(text: &str) -> String {
-    let text = match test_module_start(text) {
-        Some(at) => &text[..at],
-        None => text,
-    };
+    without_test_modules(&strip_comments_and_literals(text))
+}
+
+/// The text with every `#[cfg(test)] mod name { … }` (or `mod name;`) removed.
+fn without_test_modules(code: &str) -> String {
+    let mut out = code.to_owned();
+    while let Some(at) = test_module_start(&out) {
+        let rest = &out[at..];
+        let end = match (rest.find('{'), rest.find(';')) {
+            (Some(open), semi) if semi.is_none_or(|s| open < s) => {
+                let mut depth = 0usize;
+                let mut end = rest.len();
+                for (i, c) in rest[open..].char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = open + i + 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                end
+            }
+            (_, Some(semi)) => semi + 1,
+            _ => rest.len(),
+        };
+        out.replace_range(at..at + end, "");
+    }
+    out
+}
+
+/// The text without comments and with string and character contents emptied.
+fn strip_comments_and_literals(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -576,9 +609,12 @@ fn the_import_scanner_sees_plain_and_grouped_imports_but_not_comments() {
         "use crate::http::Request;\nuse crate::{net, app::Site};\n// use crate::control;\n",
         "let s = \"crate::sandbox \\\" crate::config\";\nlet c = '\"'; let r = r#\"crate::storage\"#;\n",
         "fn f<'a>(x: &'a str) { crate::router::x(); }\n/* crate::fsutil */ $crate::sandbox::x!();\n",
-        "#[cfg(test)]\nmod tests { use crate::control; }\n",
+        "#[cfg(test)]\nmod tests { fn t() { use crate::control; } }\n",
+        "use crate::storage::after_the_tests;\n",
     ));
     let found = crate_imports(&code);
-    let expected: BTreeSet<String> = ["http", "net", "app", "router"].map(String::from).into();
+    let expected: BTreeSet<String> = ["http", "net", "app", "router", "storage"]
+        .map(String::from)
+        .into();
     assert_eq!(found, expected);
 }
