@@ -52,6 +52,11 @@ struct Args {
     /// (default: a new temp dir, kept and printed).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The kinds of traffic to send, comma-separated (default: all): browse,
+    /// users, hostile, swap, idle, slowloris. Fewer kinds narrow down what
+    /// makes a resource grow.
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(traffic::KINDS), default_values_t = traffic::KINDS.map(String::from))]
+    traffic: Vec<String>,
     /// Keep the server's working dir (routes, modules, data) even when the run passes.
     #[arg(long)]
     keep: bool,
@@ -121,11 +126,12 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut server = server::Server::start(&binary, &setup, &token, &log)?;
     let pid = server.pid();
     println!(
-        "soak: {} (pid {pid}) on http://{}, admin on http://{}; {} s of traffic; output in {}",
+        "soak: {} (pid {pid}) on http://{}, admin on http://{}; {} s of traffic ({}); output in {}",
         binary.display(),
         server.addr,
         server.admin,
         args.seconds,
+        args.traffic.join(", "),
         out.display()
     );
 
@@ -145,7 +151,7 @@ fn run(args: &Args) -> Result<bool, String> {
         versions: setup.versions.clone(),
         swapfile: setup.swapfile.clone(),
     });
-    let threads = traffic::start(&ctx, material);
+    let threads = traffic::start(&ctx, material, &args.traffic);
 
     let (samples, died) = sample_run(&mut server, pid, &stats, started, args.seconds);
     stop.store(true, Ordering::Relaxed);

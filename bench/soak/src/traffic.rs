@@ -198,9 +198,13 @@ pub struct Material {
     pub swapfile: PathBuf,
 }
 
-/// Starts every traffic thread.
-pub fn start(ctx: &Ctx, material: Arc<Material>) -> Vec<JoinHandle<()>> {
+/// The kinds of traffic, as `--traffic` names them.
+pub const KINDS: [&str; 6] = ["browse", "users", "hostile", "swap", "idle", "slowloris"];
+
+/// Starts the traffic threads of the kinds in `kinds` (all of them by default).
+pub fn start(ctx: &Ctx, material: Arc<Material>, kinds: &[String]) -> Vec<JoinHandle<()>> {
     let mut handles = Vec::new();
+    let on = |kind: &str| kinds.iter().any(|k| k == kind);
     let mut spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
         handles.push(
             std::thread::Builder::new()
@@ -209,23 +213,35 @@ pub fn start(ctx: &Ctx, material: Arc<Material>) -> Vec<JoinHandle<()>> {
                 .expect("spawn a traffic thread"),
         );
     };
-    for i in 0..BROWSE_THREADS {
-        let (ctx, m) = (ctx.clone(), material.clone());
-        spawn(format!("browse-{i}"), Box::new(move || browse(&ctx, &m, i)));
+    if on("browse") {
+        for i in 0..BROWSE_THREADS {
+            let (ctx, m) = (ctx.clone(), material.clone());
+            spawn(format!("browse-{i}"), Box::new(move || browse(&ctx, &m, i)));
+        }
     }
-    for i in 0..APP_USERS {
-        let ctx = ctx.clone();
-        spawn(format!("user-{i}"), Box::new(move || app_user(&ctx, i)));
+    if on("users") {
+        for i in 0..APP_USERS {
+            let ctx = ctx.clone();
+            spawn(format!("user-{i}"), Box::new(move || app_user(&ctx, i)));
+        }
     }
-    let c = ctx.clone();
-    spawn("hostile".into(), Box::new(move || hostile(&c)));
-    let (c, m) = (ctx.clone(), material.clone());
-    spawn("swapper".into(), Box::new(move || swapper(&c, &m)));
-    let c = ctx.clone();
-    spawn("idle".into(), Box::new(move || idle(&c)));
-    for i in 0..SLOWLORIS_CLIENTS {
-        let ctx = ctx.clone();
-        spawn(format!("slowloris-{i}"), Box::new(move || slowloris(&ctx)));
+    if on("hostile") {
+        let c = ctx.clone();
+        spawn("hostile".into(), Box::new(move || hostile(&c)));
+    }
+    if on("swap") {
+        let (c, m) = (ctx.clone(), material.clone());
+        spawn("swapper".into(), Box::new(move || swapper(&c, &m)));
+    }
+    if on("idle") {
+        let c = ctx.clone();
+        spawn("idle".into(), Box::new(move || idle(&c)));
+    }
+    if on("slowloris") {
+        for i in 0..SLOWLORIS_CLIENTS {
+            let ctx = ctx.clone();
+            spawn(format!("slowloris-{i}"), Box::new(move || slowloris(&ctx)));
+        }
     }
     handles
 }
