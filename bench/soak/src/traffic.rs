@@ -127,8 +127,7 @@ impl Stats {
                     self.throttled.fetch_add(1, Ordering::Relaxed);
                     None
                 } else {
-                    let text = answer.text();
-                    let text: String = text.chars().take(200).collect();
+                    let text = excerpt(&answer.body);
                     self.error(format!(
                         "{what}: {} (expected {expected:?}): {text}",
                         answer.status
@@ -155,11 +154,24 @@ impl Stats {
         if bodies.contains(&answer.body.as_slice()) {
             Some(answer)
         } else {
-            let text: String = answer.text().chars().take(200).collect();
+            let text = excerpt(&answer.body);
             self.error(format!("{what}: unexpected body {text:?}"));
             None
         }
     }
+}
+
+/// Longest excerpt of a body kept in an error line: enough to recognise a
+/// page or a JSON error.
+const EXCERPT_CHARS: usize = 160;
+
+/// The start of a body, on one line.
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(EXCERPT_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// What every traffic thread shares.
@@ -335,6 +347,9 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
+/// Asks for a JSON answer.
+const JSON: &[(&str, &str)] = &[("Accept", "application/json")];
+
 /// A form POST with an optional session cookie.
 fn post(
     conn: &mut KeepAlive,
@@ -342,17 +357,29 @@ fn post(
     cookie: Option<&str>,
     fields: &[(&str, &str)],
 ) -> io::Result<Answer> {
+    post_as(conn, path, cookie, fields, &[])
+}
+
+/// A form POST with an optional session cookie and extra headers.
+fn post_as(
+    conn: &mut KeepAlive,
+    path: &str,
+    cookie: Option<&str>,
+    fields: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> io::Result<Answer> {
     let body = form(fields);
     let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
     if let Some(c) = cookie {
         headers.push(("Cookie", c));
     }
+    headers.extend_from_slice(extra);
     conn.call(&request("POST", path, &headers, body.as_bytes(), false))
 }
 
 /// A GET asking for JSON, with an optional session cookie.
 fn get_json(conn: &mut KeepAlive, path: &str, cookie: Option<&str>) -> io::Result<Answer> {
-    let mut headers = vec![("Accept", "application/json")];
+    let mut headers = JSON.to_vec();
     if let Some(c) = cookie {
         headers.push(("Cookie", c));
     }
@@ -412,8 +439,10 @@ fn json_list(ctx: &Ctx, what: &str, answer: Option<Answer>) -> Option<Value> {
     match serde_json::from_slice::<Value>(&answer.body) {
         Ok(v) if v.is_array() => Some(v),
         _ => {
-            ctx.stats
-                .error(format!("{what}: not a JSON list: {}", answer.text()));
+            ctx.stats.error(format!(
+                "{what}: not a JSON list: {}",
+                excerpt(&answer.body)
+            ));
             None
         }
     }
@@ -436,6 +465,8 @@ fn app_user(ctx: &Ctx, index: usize) {
         &[302, 303],
     );
     let mut cookie = None;
+    // The user's weibo posts, oldest first.
+    let mut posts = std::collections::VecDeque::new();
     let mut signed_in = Instant::now();
     for round in 0..MAX_ROUNDS {
         if !ctx.running() {
@@ -481,27 +512,45 @@ fn app_user(ctx: &Ctx, index: usize) {
         }
         if round % WEIBO_EVERY == 0 {
             let content = format!("{name} says hello, round {round} <b>soak</b>");
-            stats.check(
-                "POST /weibo/add",
-                post(&mut conn, "/weibo/add", Some(&c), &[("content", &content)]),
-                &[303],
+            // Asked for JSON, the answer (201) names the new post: the index
+            // shows one page of everyone's posts, too few to find one's oldest.
+            let added = stats.check(
+                "POST /weibo/add (JSON)",
+                post_as(
+                    &mut conn,
+                    "/weibo/add",
+                    Some(&c),
+                    &[("content", &content)],
+                    JSON,
+                ),
+                &[201],
             );
+            if let Some(added) = added {
+                match serde_json::from_slice::<Value>(&added.body)
+                    .ok()
+                    .and_then(|v| v["id"].as_i64())
+                {
+                    Some(id) => posts.push_back(id),
+                    None => stats.error(format!(
+                        "POST /weibo/add: no id in {}",
+                        excerpt(&added.body)
+                    )),
+                }
+            }
+            while posts.len() > KEEP_ITEMS {
+                let id = posts.pop_front().unwrap_or_default().to_string();
+                stats.check(
+                    "POST /weibo/delete",
+                    post(&mut conn, "/weibo/delete", Some(&c), &[("id", &id)]),
+                    &[303],
+                );
+            }
             let list = stats.check(
                 "GET /weibo/index",
                 get_json(&mut conn, "/weibo/index", None),
                 &[200],
             );
-            if let Some(list) = json_list(ctx, "GET /weibo/index", list) {
-                let posts = ids(&list, |p| p["user"] == name.as_str());
-                for id in posts.iter().take(posts.len().saturating_sub(KEEP_ITEMS)) {
-                    let id = id.to_string();
-                    stats.check(
-                        "POST /weibo/delete",
-                        post(&mut conn, "/weibo/delete", Some(&c), &[("id", &id)]),
-                        &[303],
-                    );
-                }
-            }
+            json_list(ctx, "GET /weibo/index", list);
             stats.check(
                 "GET /weibo/index (HTML)",
                 conn.call(&request("GET", "/weibo/index", &[], b"", false)),
@@ -717,7 +766,7 @@ fn slowloris(ctx: &Ctx) {
                 Ok(n) => {
                     ctx.stats.answered.fetch_add(1, Ordering::Relaxed);
                     if !buf[..n].starts_with(b"HTTP/1.1 408") {
-                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        let text = excerpt(&buf[..n]);
                         ctx.stats
                             .error(format!("slowloris: expected 408, got {text:?}"));
                     }
