@@ -265,11 +265,12 @@ fn judge(samples: &[Sample]) -> Option<[Growth; 3]> {
         return None;
     }
     let col = |f: fn(&Sample) -> u64| samples.iter().map(|s| f(s) as f64).collect::<Vec<_>>();
+    let rss_mib: Vec<f64> = col(|s| s.rss_kib).iter().map(|k| k / 1024.0).collect();
     Some([
         verdict::growth(
-            "RSS (KiB)",
-            &col(|s| s.rss_kib),
-            verdict::RSS_SLACK_KIB,
+            "RSS (MiB)",
+            &rss_mib,
+            verdict::RSS_SLACK_MIB,
             verdict::RSS_SLACK_FRACTION,
         ),
         verdict::growth("open descriptors", &col(|s| s.fds), verdict::FD_SLACK, 0.0),
@@ -347,7 +348,7 @@ fn report(
             for g in judged {
                 let _ = writeln!(
                     r,
-                    "  {:<17} 2nd quarter {:>10.1}  last quarter {:>10.1}  allowed {:>10.1}  slope {:>+9.1}/min  {}",
+                    "  {:<17} 2nd quarter {:>7.1}  last quarter {:>7.1}  allowed {:>7.1}  slope {:>+6.2}/min  {}",
                     g.name,
                     g.q2,
                     g.q4,

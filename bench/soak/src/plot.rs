@@ -23,7 +23,7 @@ fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// Draws the plot of `samples`; `judged` (RSS, descriptors, threads) adds
+/// Draws the plot of `samples`; `judged` (RSS in MiB, descriptors, threads) adds
 /// each quarter's median as a red segment over the second and last quarters.
 pub fn draw(
     path: &Path,
@@ -58,7 +58,7 @@ pub fn draw(
     };
     let mib = 1.0 / 1024.0;
     let mut rss = vec![("RSS", series(&|s| s.rss_kib as f64 * mib), BLUE)];
-    rss.extend(medians(&judged[0], mib));
+    rss.extend(medians(&judged[0], 1.0));
     let mut fds = vec![("open descriptors", series(&|s| s.fds as f64), BLUE)];
     fds.extend(medians(&judged[1], 1.0));
     let mut threads = vec![("threads", series(&|s| s.threads as f64), BLUE)];
@@ -165,7 +165,7 @@ mod tests {
             .collect();
         let col = |f: fn(&Sample) -> u64| samples.iter().map(|s| f(s) as f64).collect::<Vec<_>>();
         let judged = [
-            growth("rss", &col(|s| s.rss_kib), 0.0, 0.0),
+            growth("rss", &col(|s| s.rss_kib / 1024), 0.0, 0.0),
             growth("fds", &col(|s| s.fds), 0.0, 0.0),
             growth("threads", &col(|s| s.threads), 0.0, 0.0),
         ];

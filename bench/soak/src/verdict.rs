@@ -17,7 +17,7 @@
 /// RSS slack, absolute: after warm-up the server's RSS settles within a
 /// MiB or two (1-second spikes of 20-40 MiB aside, which medians ignore);
 /// 8 MiB leaves room for allocator arenas settling in steps.
-pub const RSS_SLACK_KIB: f64 = 8.0 * 1024.0;
+pub const RSS_SLACK_MIB: f64 = 8.0;
 /// RSS slack, relative to the second quarter's median: on top of the
 /// absolute slack, for allocator arenas and caches that scale with what the
 /// host holds (about 7 MiB at this server's 140 MiB).
