@@ -21,6 +21,9 @@ const MAX_HEAD: usize = 64 * 1024;
 /// dozen posts) is tens of KiB.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// Bytes asked of each read: a whole small answer in one call.
+const READ_CHUNK: usize = 8192;
+
 /// A parsed response.
 #[derive(Debug)]
 pub struct Answer {
@@ -91,7 +94,7 @@ pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 /// An EOF before the first byte is `ErrorKind::UnexpectedEof` with `buf`
 /// still empty, which a caller may take as "the server closed first".
 fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Answer> {
-    let mut chunk = [0u8; 8192];
+    let mut chunk = [0u8; READ_CHUNK];
     let head_end = loop {
         if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break at;

@@ -41,6 +41,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// is 10 s, plus time to flush its log.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How often the exit is looked for after SIGTERM: a clean exit is seen
+/// within a twentieth of a second.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Random bytes in the admin token: 128 bits.
+const TOKEN_BYTES: usize = 16;
+
 /// The guests of the real apps, as `host/build.rs` leaves them.
 const GUEST_DIR: &str = "target/guests/wasm32-wasip1/release";
 
@@ -156,7 +163,7 @@ pub fn prepare(dir: &Path, repo: &Path) -> Result<Setup, String> {
 /// A random admin token (from the kernel's generator; it only guards a
 /// loopback socket for the length of the run).
 pub fn random_token() -> Result<String, String> {
-    let mut bytes = [0u8; 16];
+    let mut bytes = [0u8; TOKEN_BYTES];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| format!("reading /dev/urandom: {e}"))?;
@@ -261,7 +268,7 @@ impl Server {
                     Err(format!("the server exited with {status} after SIGTERM"))
                 };
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(STOP_POLL);
         }
         Err(format!(
             "the server did not exit within {STOP_TIMEOUT:?} of SIGTERM"

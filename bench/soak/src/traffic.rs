@@ -76,6 +76,10 @@ const SLOWLORIS_SLACK: Duration = Duration::from_secs(10);
 /// deadline is what ends a run, this only bounds a loop whose pause is lost.
 const MAX_ROUNDS: u64 = 100_000_000;
 
+/// Longest single sleep of a pausing thread: the end of the run is noticed
+/// within this.
+const PAUSE_SLICE: Duration = Duration::from_millis(200);
+
 /// Error descriptions kept and printed: the first ones tell what went wrong;
 /// a flood of them would only hide that.
 const MAX_ERROR_LINES: usize = 50;
@@ -198,7 +202,7 @@ impl Ctx {
             if now >= until {
                 break;
             }
-            std::thread::sleep((until - now).min(Duration::from_millis(200)));
+            std::thread::sleep((until - now).min(PAUSE_SLICE));
         }
     }
 }
@@ -746,6 +750,7 @@ fn slowloris(ctx: &Ctx) {
             if !ctx.running() {
                 break;
             }
+            // Enough of an answer to see its status line.
             let mut buf = [0u8; 64];
             match stream.read(&mut buf) {
                 Err(e)
