@@ -32,7 +32,7 @@ fn main() {
         .to_owned();
     let target_dir = workspace.join("target").join("guests");
 
-    for dir in ["guest-sdk", "guest-apps", "Cargo.lock"] {
+    for dir in ["abi", "guest-sdk", "guest-web", "guest-apps", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     println!("cargo:rerun-if-changed=build.rs");

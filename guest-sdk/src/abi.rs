@@ -1,19 +1,20 @@
-//! The ABI framing as pure functions: `u32` LE meta length, JSON meta, raw body (ABI section 5).
+//! The SDK's side of the ABI encoding (section 5): a framed request into a [`Request`], a [`Response`] into a frame, on top of `wasmhost_abi`.
 //!
 //! [`decode_request`] and [`encode_response`] are what a guest needs;
 //! [`encode_request`] and [`decode_response`] are the host's side, for tests
-//! and tools.
+//! and tools. The framing and the meta types themselves are defined once, in
+//! the `wasmhost-abi` crate, for the host and the SDK alike.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use wasmhost_abi::{FrameError, RequestMeta, ResponseMeta, RouteMeta, UserMeta};
+use wasmhost_abi::{join_frame, split_frame};
 
-use crate::response::TEXT_PLAIN;
-use crate::{Request, Response, User};
+use crate::request::{Request, User};
+use crate::response::Response;
 
-/// The ABI version this SDK implements, returned by `wasmhost_abi_version`.
-pub const ABI_VERSION: i32 = 1;
+pub use wasmhost_abi::{ABI_VERSION, pack, unpack};
 
 /// Why bytes could not be decoded as a framed request or response.
 #[derive(Debug)]
@@ -34,20 +35,34 @@ pub enum AbiError {
     Meta(serde_json::Error),
 }
 
+impl From<FrameError> for AbiError {
+    fn from(err: FrameError) -> AbiError {
+        match err {
+            FrameError::TooShort { len } => AbiError::TooShort { len },
+            FrameError::MetaTooLong {
+                meta_len,
+                available,
+            } => AbiError::MetaTooLong {
+                meta_len,
+                available,
+            },
+        }
+    }
+}
+
 impl fmt::Display for AbiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AbiError::TooShort { len } => {
-                write!(f, "{len} bytes is too short for the 4-byte meta length")
-            }
+        match *self {
+            AbiError::TooShort { len } => FrameError::TooShort { len }.fmt(f),
             AbiError::MetaTooLong {
                 meta_len,
                 available,
-            } => write!(
-                f,
-                "meta length {meta_len} exceeds the {available} bytes that follow it"
-            ),
-            AbiError::Meta(err) => write!(f, "invalid meta JSON: {err}"),
+            } => FrameError::MetaTooLong {
+                meta_len,
+                available,
+            }
+            .fmt(f),
+            AbiError::Meta(ref err) => write!(f, "invalid meta JSON: {err}"),
         }
     }
 }
@@ -61,111 +76,46 @@ impl std::error::Error for AbiError {
     }
 }
 
-/// Request meta on the wire. Only `method` and `path` are required; unknown
-/// fields are ignored (ABI section 5.1).
-#[derive(Serialize, Deserialize)]
-struct RequestMeta {
-    method: String,
-    path: String,
-    #[serde(default)]
-    query: String,
-    #[serde(default)]
-    query_params: Vec<(String, String)>,
-    #[serde(default)]
-    version: String,
-    #[serde(default)]
-    headers: Vec<(String, String)>,
-    #[serde(default)]
-    cookies: Vec<(String, String)>,
-    #[serde(default)]
-    route: RouteMeta,
-    #[serde(default)]
-    client: String,
-    /// The signed-in user (ABI section 6.3); missing and `null` both mean none.
-    #[serde(default)]
-    user: Option<User>,
-}
-
-/// The `route` object of the request meta.
-#[derive(Serialize, Deserialize, Default)]
-struct RouteMeta {
-    #[serde(default)]
-    app: String,
-    #[serde(default)]
-    pattern: String,
-    #[serde(default)]
-    params: BTreeMap<String, String>,
-    #[serde(default)]
-    rest: String,
-}
-
-/// Response meta on the wire (ABI section 5.2), borrowed for encoding.
-#[derive(Serialize)]
-struct ResponseMetaOut<'a> {
-    status: u16,
-    headers: &'a [(String, String)],
-}
-
-/// Response meta on the wire, owned for decoding.
-#[derive(Deserialize)]
-struct ResponseMetaIn {
-    status: u16,
-    #[serde(default)]
-    headers: Vec<(String, String)>,
-}
-
-/// Splits framed bytes into meta and body.
-fn split_frame(bytes: &[u8]) -> Result<(&[u8], &[u8]), AbiError> {
-    let Some((len_bytes, rest)) = bytes.split_first_chunk::<4>() else {
-        return Err(AbiError::TooShort { len: bytes.len() });
-    };
-    let meta_len = u32::from_le_bytes(*len_bytes);
-    match usize::try_from(meta_len) {
-        Ok(n) if n <= rest.len() => Ok(rest.split_at(n)),
-        _ => Err(AbiError::MetaTooLong {
-            meta_len,
-            available: rest.len(),
-        }),
-    }
-}
-
-/// Frames `meta` and `body`.
-fn join_frame(meta: &[u8], body: &[u8]) -> Vec<u8> {
-    let meta_len = u32::try_from(meta.len()).expect("meta is smaller than 4 GiB");
-    let mut out = Vec::with_capacity(4 + meta.len() + body.len());
-    out.extend_from_slice(&meta_len.to_le_bytes());
-    out.extend_from_slice(meta);
-    out.extend_from_slice(body);
-    out
-}
-
 /// Decodes a framed request as the host sends it.
 pub fn decode_request(bytes: &[u8]) -> Result<Request, AbiError> {
     let (meta, body) = split_frame(bytes)?;
-    let meta: RequestMeta = serde_json::from_slice(meta).map_err(AbiError::Meta)?;
+    let meta: RequestMeta<'_> = serde_json::from_slice(meta).map_err(AbiError::Meta)?;
+    // Decoded meta owns its strings: `into_owned` moves them out.
+    let route = meta.route.into_owned();
     Ok(Request {
-        method: meta.method,
-        path: meta.path,
-        query: meta.query,
-        query_params: meta.query_params,
-        version: meta.version,
-        headers: meta.headers,
-        cookies: meta.cookies,
-        params: meta.route.params,
-        rest: meta.route.rest,
-        app: meta.route.app,
-        pattern: meta.route.pattern,
-        client: meta.client,
-        user: meta.user,
+        method: meta.method.into_owned(),
+        path: meta.path.into_owned(),
+        query: meta.query.into_owned(),
+        query_params: meta.query_params.into_owned(),
+        version: meta.version.into_owned(),
+        headers: meta.headers.into_owned(),
+        cookies: meta
+            .cookies
+            .into_iter()
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect(),
+        params: route
+            .params
+            .into_iter()
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect(),
+        rest: route.rest.into_owned(),
+        app: route.app.into_owned(),
+        pattern: route.pattern.into_owned(),
+        client: meta.client.into_owned(),
+        user: meta.user.map(|user| User {
+            id: user.id.into_owned(),
+            name: user.name.into_owned(),
+        }),
         body: body.to_vec(),
     })
 }
 
 /// Encodes a response for the host.
 pub fn encode_response(response: &Response) -> Vec<u8> {
-    let meta = serde_json::to_vec(&ResponseMetaOut {
+    let meta = serde_json::to_vec(&ResponseMeta {
         status: response.status,
-        headers: &response.headers,
+        headers: Cow::Borrowed(&response.headers),
     })
     .expect("response meta is plain strings and integers");
     join_frame(&meta, &response.body)
@@ -173,22 +123,34 @@ pub fn encode_response(response: &Response) -> Vec<u8> {
 
 /// Encodes a request the way the host does (for tests and tools).
 pub fn encode_request(request: &Request) -> Vec<u8> {
+    let route = RouteMeta {
+        app: Cow::Borrowed(&request.app),
+        pattern: Cow::Borrowed(&request.pattern),
+        params: request
+            .params
+            .iter()
+            .map(|(name, value)| (Cow::Borrowed(name.as_str()), Cow::Borrowed(value.as_str())))
+            .collect(),
+        rest: Cow::Borrowed(&request.rest),
+    };
     let meta = RequestMeta {
-        method: request.method.clone(),
-        path: request.path.clone(),
-        query: request.query.clone(),
-        query_params: request.query_params.clone(),
-        version: request.version.clone(),
-        headers: request.headers.clone(),
-        cookies: request.cookies.clone(),
-        route: RouteMeta {
-            app: request.app.clone(),
-            pattern: request.pattern.clone(),
-            params: request.params.clone(),
-            rest: request.rest.clone(),
-        },
-        client: request.client.clone(),
-        user: request.user.clone(),
+        method: Cow::Borrowed(&request.method),
+        path: Cow::Borrowed(&request.path),
+        query: Cow::Borrowed(&request.query),
+        query_params: Cow::Borrowed(&request.query_params),
+        version: Cow::Borrowed(&request.version),
+        headers: Cow::Borrowed(&request.headers),
+        cookies: request
+            .cookies
+            .iter()
+            .map(|(name, value)| (Cow::Borrowed(name.as_str()), Cow::Borrowed(value.as_str())))
+            .collect(),
+        route: Cow::Owned(route),
+        client: Cow::Borrowed(&request.client),
+        user: request.user.as_ref().map(|user| UserMeta {
+            id: Cow::Borrowed(&user.id),
+            name: Cow::Borrowed(&user.name),
+        }),
     };
     let meta = serde_json::to_vec(&meta).expect("request meta is plain strings");
     join_frame(&meta, &request.body)
@@ -198,43 +160,12 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
 /// it checks the framing and JSON shape only, not header or status validity.
 pub fn decode_response(bytes: &[u8]) -> Result<Response, AbiError> {
     let (meta, body) = split_frame(bytes)?;
-    let meta: ResponseMetaIn = serde_json::from_slice(meta).map_err(AbiError::Meta)?;
+    let meta: ResponseMeta<'_> = serde_json::from_slice(meta).map_err(AbiError::Meta)?;
     Ok(Response {
         status: meta.status,
-        headers: meta.headers,
+        headers: meta.headers.into_owned(),
         body: body.to_vec(),
     })
-}
-
-/// Decodes `request`, runs `handler` and encodes its response; a request
-/// that does not decode gets a `400` text response and a warning in the log.
-///
-/// This is everything `wasmhost_handle` does apart from the memory handling.
-pub fn handle_encoded<F>(request: &[u8], handler: F) -> Vec<u8>
-where
-    F: FnOnce(Request) -> Response,
-{
-    let response = match decode_request(request) {
-        Ok(request) => handler(request),
-        Err(err) => {
-            let message = format!("bad request from host: {err}");
-            crate::log::warn(&message);
-            Response::bytes(TEXT_PLAIN, message).with_status(400)
-        }
-    };
-    encode_response(&response)
-}
-
-/// Packs a response location as `wasmhost_handle` returns it: address in
-/// the high 32 bits, length in the low 32 bits.
-pub fn pack(addr: u32, len: u32) -> i64 {
-    ((u64::from(addr) << 32) | u64::from(len)) as i64
-}
-
-/// Unpacks the result of `wasmhost_handle` into `(address, length)`.
-pub fn unpack(packed: i64) -> (u32, u32) {
-    let packed = packed as u64;
-    ((packed >> 32) as u32, packed as u32)
 }
 
 #[cfg(test)]
@@ -416,8 +347,8 @@ mod tests {
             ),
             (
                 Response::text("hi")
-                    .set_cookie(crate::Cookie::new("a", "1"))
-                    .set_cookie(crate::Cookie::new("b", "2")),
+                    .set_cookie(crate::response::Cookie::new("a", "1"))
+                    .set_cookie(crate::response::Cookie::new("b", "2")),
                 r#"{"status":200,"headers":[["Content-Type","text/plain; charset=utf-8"],["Set-Cookie","a=1"],["Set-Cookie","b=2"]]}"#,
                 &b"hi"[..],
             ),
@@ -441,41 +372,5 @@ mod tests {
     fn response_decoding_defaults_headers() {
         let resp = decode_response(&frame(r#"{"status":201}"#, b"x")).unwrap();
         assert_eq!(resp, Response::status(201).with_body("x"));
-    }
-
-    #[test]
-    fn handle_encoded_runs_the_handler_or_answers_400() {
-        let echo = |req: Request| Response::bytes("application/octet-stream", req.body);
-        let good = encode_request(&Request::new("POST", "/").with_body("ping"));
-        let table: [(&[u8], u16, &str); 3] = [
-            (&good, 200, "ping"),
-            (b"", 400, "bad request from host: 0 bytes is too short"),
-            (
-                b"\x02\0\0\0{",
-                400,
-                "bad request from host: meta length 2 exceeds",
-            ),
-        ];
-        for (input, status, body) in table {
-            let resp = decode_response(&handle_encoded(input, echo)).unwrap();
-            assert_eq!(resp.status, status);
-            let text = String::from_utf8(resp.body).unwrap();
-            assert!(text.starts_with(body), "{text:?}");
-        }
-    }
-
-    #[test]
-    fn pack_and_unpack() {
-        let table = [
-            (0u32, 0u32, 0i64),
-            (1, 2, (1 << 32) | 2),
-            (0x0001_0000, 0x10, 0x0001_0000_0000_0010),
-            (u32::MAX, u32::MAX, -1),
-            (0x8000_0000, 5, i64::MIN | 5),
-        ];
-        for (addr, len, packed) in table {
-            assert_eq!(pack(addr, len), packed, "{addr:#x} {len:#x}");
-            assert_eq!(unpack(packed), (addr, len));
-        }
     }
 }

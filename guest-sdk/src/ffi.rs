@@ -1,13 +1,15 @@
 //! All the `unsafe` code of the SDK: the raw side of the ABI exports and the `wasmhost` imports (log, storage, sessions).
 //!
-//! Used by the code that [`export_handler!`](crate::export_handler) expands to
-//! and by [`crate::log`]; not meant to be called directly. Addresses are wasm32
-//! linear-memory addresses carried in `i32`s (read as unsigned), so these
-//! functions only make sense inside a wasm32 instance. Natively they still
-//! compile, so that the macro expansion is type-checked by native builds.
-
-use crate::log::Level;
-use crate::{Request, Response, abi};
+//! It depends on nothing else in the SDK, only on `wasmhost_abi` and std:
+//! it moves bytes and statuses, and the modules above it (the exports glue,
+//! `log`, `kv`, `session`) give them meaning. Not meant to be called
+//! directly. Addresses are wasm32 linear-memory addresses carried in `i32`s
+//! (read as unsigned), so these functions only make sense inside a wasm32
+//! instance. Natively [`alloc`] and [`handle`] still compile, so that the
+//! expansion of `export_handler!` is type-checked by native builds.
+//!
+//! The import declarations below must match `wasmhost_abi::HOST_FUNCTIONS`;
+//! a test in `lib.rs` reads this file and checks them.
 
 /// Allocates `len` zeroed bytes with the global allocator, leaks them and
 /// returns their address, or 0 if they cannot be allocated (ABI section 2).
@@ -34,8 +36,8 @@ pub fn alloc(len: i32) -> i32 {
     }
 }
 
-/// Reads the request at `ptr..ptr+len`, runs `handler` through
-/// [`abi::handle_encoded`], leaks the encoded response and returns
+/// Reads the encoded request at `ptr..ptr+len`, passes it to `respond`,
+/// leaks the encoded response `respond` returns and returns
 /// `(address << 32) | length` (ABI section 4).
 ///
 /// # Safety
@@ -43,9 +45,9 @@ pub fn alloc(len: i32) -> i32 {
 /// `ptr..ptr+len` (both read as unsigned) must be initialised memory that is
 /// valid for reads and not mutated during the call, as is the buffer the host
 /// obtained from [`alloc`] and filled before calling `wasmhost_handle`.
-pub unsafe fn handle<F>(ptr: i32, len: i32, handler: F) -> i64
+pub unsafe fn handle<F>(ptr: i32, len: i32, respond: F) -> i64
 where
-    F: FnOnce(Request) -> Response,
+    F: FnOnce(&[u8]) -> Vec<u8>,
 {
     let len = len as u32 as usize;
     let request: &[u8] = if len == 0 {
@@ -57,13 +59,13 @@ where
         // into a buffer from `alloc`, which the guest owns and never frees).
         unsafe { std::slice::from_raw_parts(ptr as u32 as usize as *const u8, len) }
     };
-    let response = abi::handle_encoded(request, handler).into_boxed_slice();
+    let response = respond(request).into_boxed_slice();
     let len = response.len();
     // Leaked on purpose: the host reads the bytes after we return, then drops
     // the instance.
     let addr = Box::leak(response).as_ptr() as usize;
     match (u32::try_from(addr), u32::try_from(len)) {
-        (Ok(addr), Ok(len)) => abi::pack(addr, len),
+        (Ok(addr), Ok(len)) => wasmhost_abi::pack(addr, len),
         // Only possible natively (64-bit addresses); the host never runs this.
         _ => 0,
     }
@@ -77,28 +79,26 @@ unsafe extern "C" {
     fn wasmhost_log(level: i32, ptr: *const u8, len: usize);
 }
 
-/// Sends `message` to the host log through the `wasmhost.log` import.
+/// Sends `message` to the host log at `level` (a value of
+/// `wasmhost_abi::imports::log_level`) through the `wasmhost.log` import.
 #[cfg(target_arch = "wasm32")]
-pub fn log(level: Level, message: &str) {
+pub fn log(level: i32, message: &str) {
     // SAFETY: `message` is a live `&str`, so `ptr..ptr+len` is valid UTF-8
     // readable for the whole call; the host only reads it.
-    unsafe { wasmhost_log(level as i32, message.as_ptr(), message.len()) }
-}
-
-/// Natively there is no host: writes `message` to stderr.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn log(level: Level, message: &str) {
-    eprintln!("[guest {}] {message}", level.as_str());
+    unsafe { wasmhost_log(level, message.as_ptr(), message.len()) }
 }
 
 /// Raw calls to the storage and session imports of ABI section 6 (wasm32
-/// only). Each returns the host's `i32` status as is; the safe wrappers in
-/// [`crate::kv`] and [`crate::session`] give it meaning.
+/// only). Each returns the host's `i32` status as is; the safe wrappers of
+/// the `kv` and `session` modules give it meaning.
 #[cfg(target_arch = "wasm32")]
 pub mod host {
+    use wasmhost_abi::imports::{ABSENT_LEN, OUT_SLOT_LEN, decode_out_slot};
+    use wasmhost_abi::status::{BAD_ARGUMENT, OK};
+
     #[link(wasm_import_module = "wasmhost")]
     unsafe extern "C" {
-        fn kv_get(key_ptr: *const u8, key_len: i32, out: *mut u32) -> i32;
+        fn kv_get(key_ptr: *const u8, key_len: i32, out: *mut u8) -> i32;
         fn kv_set(key_ptr: *const u8, key_len: i32, val_ptr: *const u8, val_len: i32) -> i32;
         fn kv_delete(key_ptr: *const u8, key_len: i32) -> i32;
         fn kv_list(
@@ -107,7 +107,7 @@ pub mod host {
             after_ptr: *const u8,
             after_len: i32,
             limit: i32,
-            out: *mut u32,
+            out: *mut u8,
         ) -> i32;
         fn kv_increment(key_ptr: *const u8, key_len: i32, delta: i64, out: *mut i64) -> i32;
         fn kv_cas(
@@ -123,12 +123,8 @@ pub mod host {
         fn session_end() -> i32;
     }
 
-    /// `OK`.
-    const OK: i32 = 0;
-    /// `BAD_ARGUMENT`, also used here for a slice too long for an `i32` length.
-    const BAD_ARGUMENT: i32 = 11;
-
-    /// The `(ptr, len)` of a byte string for the host.
+    /// The `(ptr, len)` of a byte string for the host; `BAD_ARGUMENT` for
+    /// a slice too long for an `i32` length.
     fn arg(bytes: &[u8]) -> Result<(*const u8, i32), i32> {
         let len = i32::try_from(bytes.len()).map_err(|_| BAD_ARGUMENT)?;
         Ok((bytes.as_ptr(), len))
@@ -138,19 +134,19 @@ pub mod host {
     fn opt_arg(bytes: Option<&[u8]>) -> Result<(*const u8, i32), i32> {
         match bytes {
             Some(bytes) => arg(bytes),
-            None => Ok((std::ptr::null(), -1)),
+            None => Ok((std::ptr::null(), ABSENT_LEN)),
         }
     }
 
-    /// Copies out the buffer the host described at `out` (`[ptr][len]`).
+    /// Copies out the buffer the host described in the `out` slot.
     ///
     /// # Safety
     ///
     /// The host must have returned `OK` for a call that fills `out`, so that
-    /// `out[0]..out[0]+out[1]` is a buffer it got from `wasmhost_alloc` and
+    /// the slot's `ptr..ptr+len` is a buffer it got from `wasmhost_alloc` and
     /// filled (ABI section 6.1). The buffer is leaked with the instance.
-    unsafe fn take_out(out: [u32; 2]) -> Vec<u8> {
-        let [ptr, len] = out;
+    unsafe fn take_out(out: [u8; OUT_SLOT_LEN]) -> Vec<u8> {
+        let (ptr, len) = decode_out_slot(out);
         if len == 0 {
             return Vec::new();
         }
@@ -166,7 +162,7 @@ pub mod host {
             Ok(a) => a,
             Err(status) => return (status, None),
         };
-        let mut out = [0u32; 2];
+        let mut out = [0u8; OUT_SLOT_LEN];
         // SAFETY: `kp..kp+kl` is a live slice and `out` 8 writable bytes,
         // both valid for the whole call.
         let status = unsafe { kv_get(kp, kl, out.as_mut_ptr()) };
@@ -203,7 +199,7 @@ pub mod host {
             _ => return (BAD_ARGUMENT, None),
         };
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let mut out = [0u32; 2];
+        let mut out = [0u8; OUT_SLOT_LEN];
         // SAFETY: the ranges are live slices (or length -1), `out` is 8
         // writable bytes, all valid for the whole call.
         let status = unsafe { kv_list(pp, pl, ap, al, limit, out.as_mut_ptr()) };
@@ -251,4 +247,93 @@ pub mod host {
         // SAFETY: no arguments; the host only changes its own state.
         unsafe { session_end() }
     }
+}
+
+/// Emits the three ABI exports (`wasmhost_abi_version`, `wasmhost_alloc`,
+/// `wasmhost_handle`) for a handler `fn(Request) -> Response`.
+///
+/// Use it once, at the top level of the guest's `cdylib` crate:
+///
+/// ```no_run
+/// fn my_handler(req: guest_sdk::Request) -> guest_sdk::Response {
+///     guest_sdk::Response::text(format!("you asked for {}", req.path))
+/// }
+/// guest_sdk::export_handler!(my_handler);
+/// # fn main() {}
+/// ```
+///
+/// A request that does not decode is answered with `400 Bad Request` without
+/// calling the handler. A panicking handler traps the instance (wasm code
+/// aborts on panic) and the host answers `500`.
+///
+/// With `init = f`, it also exports `wasmhost_init`, which calls `f()`: the
+/// host runs it once when it loads the module and snapshots the memory it
+/// leaves, so each request's fresh instance starts with that work done (ABI
+/// §2, pre-initialization). Put start-up work there: building routes,
+/// parsing templates, filling lookup tables kept in `thread_local!` or
+/// `OnceLock` statics. It must not rely on storage or sessions, which are
+/// not available while it runs.
+///
+/// ```no_run
+/// use guest_sdk::{Request, Response, Router};
+///
+/// thread_local! {
+///     static ROUTES: Router = Router::new().get("/", |_: &Request| Response::text("hi"));
+/// }
+/// fn handle(req: Request) -> Response {
+///     ROUTES.with(|r| r.handle(req))
+/// }
+/// fn init() {
+///     ROUTES.with(|_| ());
+/// }
+/// guest_sdk::export_handler!(handle, init = init);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:expr, init = $init:expr) => {
+        $crate::export_handler!($handler);
+
+        /// wasmhost ABI export: start-up work, run once at load and
+        /// snapshotted by the host (pre-initialization).
+        #[allow(unsafe_code)] // `no_mangle`: the export's name is the ABI's.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wasmhost_init() {
+            ($init)()
+        }
+    };
+    ($handler:expr) => {
+        /// wasmhost ABI export: the version of the ABI this module implements.
+        #[allow(unsafe_code)] // `no_mangle`: the export's name is the ABI's.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wasmhost_abi_version() -> i32 {
+            $crate::abi::ABI_VERSION
+        }
+
+        /// wasmhost ABI export: allocates `len` bytes for the request, or returns 0.
+        #[allow(unsafe_code)] // `no_mangle`: the export's name is the ABI's.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wasmhost_alloc(len: i32) -> i32 {
+            $crate::ffi::alloc(len)
+        }
+
+        /// wasmhost ABI export: handles the request at `ptr..ptr+len` and
+        /// returns `(response_ptr << 32) | response_len`.
+        ///
+        /// # Safety
+        ///
+        /// `ptr..ptr+len` must be readable memory of this instance holding the
+        /// encoded request, as the host guarantees (ABI section 4).
+        #[allow(unsafe_code)] // `no_mangle`, and the raw request pointer.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn wasmhost_handle(ptr: i32, len: i32) -> i64 {
+            // SAFETY: forwarded from this function's own contract: the host
+            // passes a buffer it got from `wasmhost_alloc` and filled.
+            unsafe {
+                $crate::ffi::handle(ptr, len, |request| {
+                    $crate::glue::handle_encoded(request, $handler)
+                })
+            }
+        }
+    };
 }

@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use crate::Request;
+use crate::request::Request;
 
 /// A field that is missing or not acceptable; the message names the field
 /// and is meant for the user.

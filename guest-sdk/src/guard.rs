@@ -8,7 +8,8 @@
 
 use serde_json::json;
 
-use crate::{Request, Response, User};
+use crate::request::{Request, User};
+use crate::response::Response;
 
 /// The login page that anonymous browsers are sent to.
 pub const LOGIN_PATH: &str = "/user/login";

@@ -21,27 +21,12 @@
 
 use std::fmt;
 
+use wasmhost_abi::{decode_key_page, status};
+
 #[cfg(target_arch = "wasm32")]
 use crate::ffi::host as backend;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::native as backend;
-
-/// The status codes of ABI section 6.1.
-pub(crate) mod status {
-    pub const OK: i32 = 0;
-    pub const KEY_TOO_LARGE: i32 = 1;
-    pub const VALUE_TOO_LARGE: i32 = 2;
-    pub const TOO_MANY_KEYS: i32 = 3;
-    pub const NOT_AN_INTEGER: i32 = 4;
-    pub const OVERFLOW: i32 = 5;
-    pub const INVALID_NAMESPACE: i32 = 6;
-    pub const BACKEND: i32 = 7;
-    pub const ABSENT: i32 = 8;
-    pub const MISMATCH: i32 = 9;
-    pub const NOT_GRANTED: i32 = 10;
-    pub const BAD_ARGUMENT: i32 = 11;
-    pub const NO_MEMORY: i32 = 12;
-}
 
 /// Why a storage operation failed; each variant is one status code of the
 /// ABI ("absent" and "mismatch" are not errors: they are the `None` and
@@ -129,15 +114,9 @@ impl fmt::Display for KvError {
 
 impl std::error::Error for KvError {}
 
-/// One page of [`list`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Page {
-    /// The keys of this page, ascending.
-    pub keys: Vec<Vec<u8>>,
-    /// The last key of this page when more may follow; pass it as `after`
-    /// to read the next page. `None` at the end.
-    pub next: Option<Vec<u8>>,
-}
+/// One page of [`list`]: its keys, ascending, and the `next` cursor to
+/// pass as `after` for the following page (`None` at the end).
+pub use wasmhost_abi::KeyPage as Page;
 
 /// Maps a status with no special outcome to `Ok(())` or the error.
 fn check(code: i32) -> Result<(), KvError> {
@@ -175,7 +154,7 @@ pub fn delete(key: &[u8]) -> Result<bool, KvError> {
 /// given), ascending, at most `limit` of them (`0` or more than 1000: 1000).
 pub fn list(prefix: &[u8], after: Option<&[u8]>, limit: u32) -> Result<Page, KvError> {
     match backend::list(prefix, after, limit) {
-        (status::OK, Some(buf)) => decode_page(&buf).ok_or(KvError::Unexpected(status::OK)),
+        (status::OK, Some(buf)) => decode_key_page(&buf).ok_or(KvError::Unexpected(status::OK)),
         (status::OK, None) => Err(KvError::Unexpected(status::OK)),
         (other, _) => Err(KvError::from_status(other)),
     }
@@ -214,40 +193,6 @@ pub fn cas(key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bo
         status::MISMATCH => Ok(false),
         other => Err(KvError::from_status(other)),
     }
-}
-
-/// Decodes a `kv_list` result buffer (ABI section 6.2); `None` if malformed.
-fn decode_page(buf: &[u8]) -> Option<Page> {
-    let mut rest = buf;
-    let count = take_u32(&mut rest)?;
-    let mut keys = Vec::new();
-    for _ in 0..count {
-        keys.push(take_bytes(&mut rest)?);
-    }
-    let next = match take_u32(&mut rest)? {
-        0 => None,
-        1 => Some(take_bytes(&mut rest)?),
-        _ => return None,
-    };
-    rest.is_empty().then_some(Page { keys, next })
-}
-
-/// Reads a `u32 LE` from the front of `rest`.
-fn take_u32(rest: &mut &[u8]) -> Option<u32> {
-    let (n, tail) = rest.split_first_chunk::<4>()?;
-    *rest = tail;
-    Some(u32::from_le_bytes(*n))
-}
-
-/// Reads `[len: u32 LE][len bytes]` from the front of `rest`.
-fn take_bytes(rest: &mut &[u8]) -> Option<Vec<u8>> {
-    let len = usize::try_from(take_u32(rest)?).ok()?;
-    if rest.len() < len {
-        return None;
-    }
-    let (bytes, tail) = rest.split_at(len);
-    *rest = tail;
-    Some(bytes.to_vec())
 }
 
 #[cfg(test)]
@@ -326,27 +271,6 @@ mod tests {
         assert_eq!(cas(b"c", Some(b"3"), None), Ok(true));
         assert_eq!(get(b"c"), Ok(None));
         assert_eq!(cas(b"c", Some(b"3"), None), Ok(false));
-    }
-
-    #[test]
-    fn page_decoding() {
-        let table: [(&[u8], Option<Page>); 6] = [
-            (b"\0\0\0\0\0\0\0\0", Some(Page::default())),
-            (
-                b"\x01\0\0\0\x01\0\0\0a\x01\0\0\0\x01\0\0\0a",
-                Some(Page {
-                    keys: vec![b"a".to_vec()],
-                    next: Some(b"a".to_vec()),
-                }),
-            ),
-            (b"", None),
-            (b"\x01\0\0\0\x05\0\0\0a\0\0\0\0", None),
-            (b"\0\0\0\0\x02\0\0\0", None),
-            (b"\0\0\0\0\0\0\0\0x", None),
-        ];
-        for (buf, want) in table {
-            assert_eq!(decode_page(buf), want, "{buf:?}");
-        }
     }
 
     #[test]

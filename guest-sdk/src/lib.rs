@@ -1,4 +1,4 @@
-//! The Rust SDK for wasmhost guests: request and response types, the ABI framing, the exports macro, logging and a small router.
+//! The Rust SDK for wasmhost guests: request and response types, the ABI encoding, the exports macro, logging and a small router.
 //!
 //! A guest is a `cdylib` compiled for `wasm32-wasip1` that implements the ABI of
 //! `docs/abi.md`. With this crate, a whole guest is:
@@ -24,15 +24,21 @@
 //! `wasmhost` imports is plain Rust that compiles and tests natively; natively,
 //! storage ([`kv`], [`model`]) and sessions ([`session`]) use in-memory
 //! per-thread stand-ins ([`native`]) so that app logic is unit-testable.
+//!
+//! What the host and the guest must agree on (version, framing, meta,
+//! statuses, host functions, limits) is defined once in the `wasmhost-abi`
+//! crate, which the host uses too.
 
-#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod abi;
 #[doc(hidden)]
+// The one module allowed `unsafe` (the workspace denies it): pointers
+// from and to the host, and the `wasmhost` imports.
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod form;
+pub mod glue;
 pub mod guard;
 pub mod kv;
 pub mod log;
@@ -51,83 +57,116 @@ pub use request::{Request, User};
 pub use response::{Cookie, Response, SameSite};
 pub use router::Router;
 
-/// Emits the three ABI exports (`wasmhost_abi_version`, `wasmhost_alloc`,
-/// `wasmhost_handle`) for a handler `fn(Request) -> Response`.
-///
-/// Use it once, at the top level of the guest's `cdylib` crate:
-///
-/// ```no_run
-/// fn my_handler(req: guest_sdk::Request) -> guest_sdk::Response {
-///     guest_sdk::Response::text(format!("you asked for {}", req.path))
-/// }
-/// guest_sdk::export_handler!(my_handler);
-/// # fn main() {}
-/// ```
-///
-/// A request that does not decode is answered with `400 Bad Request` without
-/// calling the handler. A panicking handler traps the instance (wasm code
-/// aborts on panic) and the host answers `500`.
-///
-/// With `init = f`, it also exports `wasmhost_init`, which calls `f()`: the
-/// host runs it once when it loads the module and snapshots the memory it
-/// leaves, so each request's fresh instance starts with that work done (ABI
-/// §2, pre-initialization). Put start-up work there: building routes,
-/// parsing templates, filling lookup tables kept in `thread_local!` or
-/// `OnceLock` statics. It must not rely on storage or sessions, which are
-/// not available while it runs.
-///
-/// ```no_run
-/// use guest_sdk::{Request, Response, Router};
-///
-/// thread_local! {
-///     static ROUTES: Router = Router::new().get("/", |_: &Request| Response::text("hi"));
-/// }
-/// fn handle(req: Request) -> Response {
-///     ROUTES.with(|r| r.handle(req))
-/// }
-/// fn init() {
-///     ROUTES.with(|_| ());
-/// }
-/// guest_sdk::export_handler!(handle, init = init);
-/// # fn main() {}
-/// ```
-#[macro_export]
-macro_rules! export_handler {
-    ($handler:expr, init = $init:expr) => {
-        $crate::export_handler!($handler);
+#[cfg(test)]
+mod tests {
+    //! The names and types this crate spells out where Rust needs literals
+    //! (the `wasmhost` import declarations in `ffi.rs`, the exports of
+    //! `export_handler!`) are checked against `wasmhost_abi`, by reading the
+    //! source.
 
-        /// wasmhost ABI export: start-up work, run once at load and
-        /// snapshotted by the host (pre-initialization).
-        #[unsafe(no_mangle)]
-        pub extern "C" fn wasmhost_init() {
-            ($init)()
-        }
-    };
-    ($handler:expr) => {
-        /// wasmhost ABI export: the version of the ABI this module implements.
-        #[unsafe(no_mangle)]
-        pub extern "C" fn wasmhost_abi_version() -> i32 {
-            $crate::abi::ABI_VERSION
-        }
+    use wasmhost_abi::{HOST_FUNCTIONS, exports, imports};
 
-        /// wasmhost ABI export: allocates `len` bytes for the request, or returns 0.
-        #[unsafe(no_mangle)]
-        pub extern "C" fn wasmhost_alloc(len: i32) -> i32 {
-            $crate::ffi::alloc(len)
+    /// The wasm type of a Rust parameter or result type on wasm32.
+    fn wasm_type(rust: &str) -> &'static str {
+        match rust.trim() {
+            "i64" | "u64" => "i64",
+            "i32" | "u32" | "usize" | "isize" => "i32",
+            t if t.starts_with("*const ") || t.starts_with("*mut ") => "i32",
+            t => panic!("no wasm type for {t:?}"),
         }
+    }
 
-        /// wasmhost ABI export: handles the request at `ptr..ptr+len` and
-        /// returns `(response_ptr << 32) | response_len`.
-        ///
-        /// # Safety
-        ///
-        /// `ptr..ptr+len` must be readable memory of this instance holding the
-        /// encoded request, as the host guarantees (ABI section 4).
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn wasmhost_handle(ptr: i32, len: i32) -> i64 {
-            // SAFETY: forwarded from this function's own contract: the host
-            // passes a buffer it got from `wasmhost_alloc` and filled.
-            unsafe { $crate::ffi::handle(ptr, len, $handler) }
+    /// The name and wasm signature of the first `fn` in `text`, written as
+    /// `wasmhost_abi` writes signatures.
+    fn fn_signature(text: &str) -> (String, String) {
+        let text = &text[text.find("fn ").expect("a fn") + 3..];
+        let (name, rest) = text.split_once('(').expect("parameters");
+        let (params, rest) = rest.split_once(')').expect("end of parameters");
+        let params: Vec<&str> = params
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| wasm_type(p.split_once(':').expect("a typed parameter").1))
+            .collect();
+        let result = match rest.trim_start().strip_prefix("->") {
+            Some(ret) => wasm_type(ret.split(['{', ';']).next().unwrap_or(ret)),
+            None => "()",
+        };
+        let name = name.trim().to_owned();
+        (name, format!("({}) -> {result}", params.join(", ")))
+    }
+
+    /// The text between `open` (the line that opens a block) and the
+    /// matching closing brace.
+    fn block<'a>(text: &'a str, open: &str) -> &'a str {
+        let start = text.find(open).expect(open) + open.len();
+        let mut depth = 1;
+        for (i, c) in text[start..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 1 => return &text[start..start + i],
+                '}' => depth -= 1,
+                _ => {}
+            }
         }
-    };
+        panic!("unclosed {open}")
+    }
+
+    /// `text` without `//` comments.
+    fn code(text: &str) -> String {
+        text.lines()
+            .map(|line| line.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn ffi_imports_match_the_host_function_table() {
+        let source = code(include_str!("ffi.rs"));
+        let mut declared = Vec::new();
+        let mut rest = source.as_str();
+        while let Some(at) = rest.find("#[link(wasm_import_module = \"") {
+            rest = &rest[at..];
+            let module = rest.split('"').nth(1).expect("a module name");
+            assert_eq!(module, imports::HOST_MODULE);
+            let decls = block(rest, "unsafe extern \"C\" {");
+            for decl in decls.split(';').filter(|d| d.contains("fn ")) {
+                let (mut name, signature) = fn_signature(decl);
+                if let Some(link) = decl.split("link_name = \"").nth(1) {
+                    name = link.split('"').next().unwrap_or_default().to_owned();
+                }
+                let f = imports::host_function(&name)
+                    .unwrap_or_else(|| panic!("ffi.rs imports {name}, which the ABI lacks"));
+                assert_eq!(signature, f.signature, "{name}");
+                declared.push(name);
+            }
+            rest = &rest[1..];
+        }
+        declared.sort();
+        let mut table: Vec<&str> = HOST_FUNCTIONS.iter().map(|f| f.name).collect();
+        table.sort();
+        assert_eq!(declared, table, "ffi.rs declares every host function once");
+    }
+
+    #[test]
+    fn export_handler_emits_the_abi_exports() {
+        let source = code(include_str!("ffi.rs"));
+        let body = block(&source, "macro_rules! export_handler {");
+        let mut emitted: Vec<String> = Vec::new();
+        for part in body.split("extern \"C\" ").skip(1) {
+            let (name, signature) = fn_signature(part);
+            let export = exports::find(&name).unwrap_or_else(|| panic!("{name} is no ABI export"));
+            assert_eq!(Some(signature.as_str()), export.signature, "{name}");
+            emitted.push(name);
+        }
+        emitted.sort();
+        // `memory` and `_initialize` come from the toolchain.
+        let mut want = vec![
+            exports::ABI_VERSION.name,
+            exports::ALLOC.name,
+            exports::HANDLE.name,
+            exports::INIT.name,
+        ];
+        want.sort();
+        assert_eq!(emitted, want);
+    }
 }

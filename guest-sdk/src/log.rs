@@ -5,17 +5,19 @@
 //! guest_sdk::log::warn(&format!("odd input: {}", 42));
 //! ```
 
+use wasmhost_abi::imports::log_level;
+
 /// A log level, with the numeric values of ABI section 6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// 0: something failed.
-    Error = 0,
+    Error = log_level::ERROR as isize,
     /// 1: something looks wrong.
-    Warn = 1,
+    Warn = log_level::WARN as isize,
     /// 2: normal operation.
-    Info = 2,
+    Info = log_level::INFO as isize,
     /// 3: detail for debugging.
-    Debug = 3,
+    Debug = log_level::DEBUG as isize,
 }
 
 impl Level {
@@ -31,8 +33,15 @@ impl Level {
 }
 
 /// Writes `message` to the host log at `level`.
+#[cfg(target_arch = "wasm32")]
 pub fn log(level: Level, message: &str) {
-    crate::ffi::log(level, message);
+    crate::ffi::log(level as i32, message);
+}
+
+/// Natively there is no host: writes `message` to stderr.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn log(level: Level, message: &str) {
+    eprintln!("[guest {}] {message}", level.as_str());
 }
 
 /// Logs `message` at [`Level::Error`].

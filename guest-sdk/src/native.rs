@@ -18,17 +18,12 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::User;
-use crate::kv::status;
+use wasmhost_abi::limits::{
+    MAX_KEY_LEN, MAX_KEYS_PER_APP, MAX_LIST_PAGE, MAX_USER_FIELD_LEN, MAX_VALUE_LEN,
+};
+use wasmhost_abi::{encode_key_page, status};
 
-/// Largest key, prefix or `after` (bytes).
-const MAX_KEY: usize = 1024;
-/// Largest value (bytes).
-const MAX_VALUE: usize = 1024 * 1024;
-/// Most keys one app may hold.
-const MAX_KEYS: usize = 100_000;
-/// Most keys on one list page.
-const MAX_PAGE: usize = 1000;
+use crate::request::User;
 
 /// What the fake session service has seen on this thread.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,10 +64,10 @@ fn with_store<R>(f: impl FnOnce(&mut BTreeMap<Vec<u8>, Vec<u8>>) -> R) -> R {
 
 /// Stores `value` under `key` in `store`, enforcing the limits.
 fn put(store: &mut BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8], value: &[u8]) -> i32 {
-    if value.len() > MAX_VALUE {
+    if value.len() > MAX_VALUE_LEN {
         return status::VALUE_TOO_LARGE;
     }
-    if !store.contains_key(key) && store.len() >= MAX_KEYS {
+    if !store.contains_key(key) && store.len() as u64 >= MAX_KEYS_PER_APP {
         return status::TOO_MANY_KEYS;
     }
     store.insert(key.to_vec(), value.to_vec());
@@ -80,7 +75,7 @@ fn put(store: &mut BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8], value: &[u8]) -> i32 
 }
 
 pub(crate) fn get(key: &[u8]) -> (i32, Option<Vec<u8>>) {
-    if key.len() > MAX_KEY {
+    if key.len() > MAX_KEY_LEN {
         return (status::KEY_TOO_LARGE, None);
     }
     match with_store(|s| s.get(key).cloned()) {
@@ -90,14 +85,14 @@ pub(crate) fn get(key: &[u8]) -> (i32, Option<Vec<u8>>) {
 }
 
 pub(crate) fn set(key: &[u8], value: &[u8]) -> i32 {
-    if key.len() > MAX_KEY {
+    if key.len() > MAX_KEY_LEN {
         return status::KEY_TOO_LARGE;
     }
     with_store(|s| put(s, key, value))
 }
 
 pub(crate) fn delete(key: &[u8]) -> i32 {
-    if key.len() > MAX_KEY {
+    if key.len() > MAX_KEY_LEN {
         return status::KEY_TOO_LARGE;
     }
     match with_store(|s| s.remove(key)) {
@@ -107,12 +102,12 @@ pub(crate) fn delete(key: &[u8]) -> i32 {
 }
 
 pub(crate) fn list(prefix: &[u8], after: Option<&[u8]>, limit: u32) -> (i32, Option<Vec<u8>>) {
-    if prefix.len() > MAX_KEY || after.is_some_and(|a| a.len() > MAX_KEY) {
+    if prefix.len() > MAX_KEY_LEN || after.is_some_and(|a| a.len() > MAX_KEY_LEN) {
         return (status::KEY_TOO_LARGE, None);
     }
     let limit = match usize::try_from(limit) {
-        Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-        _ => MAX_PAGE,
+        Ok(n) if (1..=MAX_LIST_PAGE).contains(&n) => n,
+        _ => MAX_LIST_PAGE,
     };
     let lower = match after {
         Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
@@ -128,25 +123,13 @@ pub(crate) fn list(prefix: &[u8], after: Option<&[u8]>, limit: u32) -> (i32, Opt
     });
     // The ABI's page encoding (section 6.2), so that the SDK's decoder runs
     // natively too.
-    let mut out = Vec::new();
-    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
-    for key in &keys {
-        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        out.extend_from_slice(key);
-    }
-    match keys.last().filter(|_| more) {
-        Some(next) => {
-            out.extend_from_slice(&1u32.to_le_bytes());
-            out.extend_from_slice(&(next.len() as u32).to_le_bytes());
-            out.extend_from_slice(next);
-        }
-        None => out.extend_from_slice(&0u32.to_le_bytes()),
-    }
+    let next = keys.last().filter(|_| more).map(Vec::as_slice);
+    let out = encode_key_page(&keys, next);
     (status::OK, Some(out))
 }
 
 pub(crate) fn increment(key: &[u8], delta: i64) -> (i32, i64) {
-    if key.len() > MAX_KEY {
+    if key.len() > MAX_KEY_LEN {
         return (status::KEY_TOO_LARGE, 0);
     }
     with_store(|s| {
@@ -168,7 +151,7 @@ pub(crate) fn increment(key: &[u8], delta: i64) -> (i32, i64) {
 }
 
 pub(crate) fn cas(key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> i32 {
-    if key.len() > MAX_KEY {
+    if key.len() > MAX_KEY_LEN {
         return status::KEY_TOO_LARGE;
     }
     with_store(|s| {
@@ -186,7 +169,7 @@ pub(crate) fn cas(key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> i3
 }
 
 pub(crate) fn start_session(id: &str, name: &str) -> i32 {
-    if id.len() > 256 || name.len() > 256 {
+    if id.len() > MAX_USER_FIELD_LEN || name.len() > MAX_USER_FIELD_LEN {
         return status::BAD_ARGUMENT;
     }
     SESSION.with(|s| {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::Method;
+use crate::method::Method;
 
 /// An HTTP request as the host passes it to the guest (ABI section 5.1).
 ///

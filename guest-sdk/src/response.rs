@@ -84,7 +84,7 @@ impl Response {
     }
 
     /// `405 Method Not Allowed` with an `Allow` header listing `allowed`.
-    pub fn method_not_allowed(allowed: &[crate::Method]) -> Response {
+    pub fn method_not_allowed(allowed: &[crate::method::Method]) -> Response {
         let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
         Response::text("Method Not Allowed")
             .with_status(405)
@@ -273,7 +273,7 @@ impl fmt::Display for Cookie {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Method;
+    use crate::method::Method;
 
     #[test]
     fn builders() {

@@ -2,7 +2,9 @@
 
 use percent_encoding::percent_decode_str;
 
-use crate::{Method, Request, Response};
+use crate::method::Method;
+use crate::request::Request;
+use crate::response::Response;
 
 /// A route handler.
 type Handler = Box<dyn Fn(&Request) -> Response>;

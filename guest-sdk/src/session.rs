@@ -8,9 +8,11 @@
 
 use std::fmt;
 
+use wasmhost_abi::status;
+
 #[cfg(target_arch = "wasm32")]
 use crate::ffi::host as backend;
-use crate::kv::{KvError, status};
+use crate::kv::KvError;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::native as backend;
 
@@ -33,7 +35,9 @@ impl SessionError {
         match code {
             status::NOT_GRANTED => SessionError::NotGranted,
             status::BAD_ARGUMENT => SessionError::BadArgument,
-            1..=7 => SessionError::Storage(KvError::from_status(code)),
+            status::KEY_TOO_LARGE..=status::BACKEND => {
+                SessionError::Storage(KvError::from_status(code))
+            }
             other => SessionError::Unexpected(other),
         }
     }

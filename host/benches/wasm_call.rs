@@ -10,7 +10,8 @@ use wasmhost::config::Limits;
 use wasmhost::http::parse::{HeadParse, parse_head};
 use wasmhost::http::{Method, Request, Version};
 use wasmhost::sandbox::Runtime;
-use wasmhost::sandbox::abi::{RouteInfo, encode_request_meta};
+use wasmhost::sandbox::abi::encode_request_meta;
+use wasmhost_abi::RouteMeta;
 
 /// The hello guest, built by `host/build.rs`.
 const HELLO: &str = concat!(
@@ -46,11 +47,11 @@ fn hello_request(body: &[u8], method: Method, path: &str) -> Request {
 
 /// Encodes the request meta exactly as `dispatch.rs` does for the exact route.
 fn meta_of(req: &Request, pattern: &str) -> Vec<u8> {
-    let route = RouteInfo {
-        app: "hello",
-        pattern,
-        params: serde_json::Map::new(),
-        rest: "",
+    let route = RouteMeta {
+        app: "hello".into(),
+        pattern: pattern.into(),
+        params: Default::default(),
+        rest: "".into(),
     };
     encode_request_meta(req, &route)
 }

@@ -19,9 +19,9 @@ pub const COOKIE_NAME: &str = "wasmhost_session";
 /// it the user signs in again.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
 
-/// Longest user id or display name a guest may set, in bytes: identities are
-/// short, and both travel in every request's meta.
-pub const MAX_USER_FIELD: usize = 256;
+/// Longest user id or display name a guest may set, in bytes (the ABI's
+/// limit, from `wasmhost-abi`).
+pub use wasmhost_abi::limits::MAX_USER_FIELD_LEN as MAX_USER_FIELD;
 
 /// Random bytes in a token: 256 bits cannot be guessed.
 const TOKEN_BYTES: usize = 32;
@@ -149,6 +149,20 @@ pub fn clear_cookie() -> String {
     format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
+/// Whether a cookie name is the session cookie's, as the host reads it:
+/// trimmed of whitespace, exactly [`COOKIE_NAME`] (names are case-sensitive).
+pub fn is_cookie_name(name: &str) -> bool {
+    name.trim() == COOKIE_NAME
+}
+
+/// Whether one `name=value` pair of a `Cookie` header is the session
+/// cookie, as the host reads it: the name before the first `=` is
+/// [`is_cookie_name`].
+pub fn is_session_pair(pair: &str) -> bool {
+    pair.split_once('=')
+        .is_some_and(|(name, _)| is_cookie_name(name))
+}
+
 /// The session token in a request's `Cookie` headers, if any.
 pub fn token_in(headers: &[(String, String)]) -> Option<&str> {
     headers
@@ -156,8 +170,9 @@ pub fn token_in(headers: &[(String, String)]) -> Option<&str> {
         .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
         .flat_map(|(_, v)| v.split(';'))
         .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name.trim() == COOKIE_NAME).then(|| value.trim())
+            let pair = pair.trim();
+            let (_, value) = pair.split_once('=')?;
+            is_session_pair(pair).then(|| value.trim())
         })
 }
 
@@ -169,10 +184,7 @@ pub fn strip_cookie(headers: &mut Vec<(String, String)>) {
             let kept: Vec<&str> = value
                 .split(';')
                 .map(str::trim)
-                .filter(|pair| {
-                    pair.split_once('=')
-                        .is_none_or(|(n, _)| n.trim() != COOKIE_NAME)
-                })
+                .filter(|pair| !is_session_pair(pair))
                 .filter(|pair| !pair.is_empty())
                 .collect();
             *value = kept.join("; ");

@@ -331,6 +331,97 @@ fn bad_input_is_a_clear_400_never_a_500() {
     }
 }
 
+/// Failed logins allowed per (account, client) per window: the user app's
+/// `throttle::LIMIT_ACCOUNT_CLIENT`.
+const LOGIN_FAILURES_ALLOWED: usize = 5;
+/// The user app's `throttle::WINDOW_SECS`.
+const LOGIN_WINDOW_SECS: u64 = 15 * 60;
+
+#[test]
+fn wrong_passwords_until_429_then_the_right_one_is_refused_while_throttled() {
+    let server = start(None);
+    sign_up(&server, "alice");
+    let attempt = |password: &str, extra: &str| {
+        post(
+            &server,
+            "/user/login",
+            None,
+            &[("username", "alice"), ("password", password)],
+            extra,
+        )
+    };
+    // A successful login sets the device cookie.
+    let resp = attempt("correct horse battery", "");
+    assert_eq!(resp.status, 302);
+    let device = resp
+        .headers_all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("user_device="))
+        .expect("a device cookie")
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/user"] {
+        assert!(device.contains(attribute), "{device}");
+    }
+
+    // The windows are the server's clock: should one end between the 429 and
+    // the right password (which its `Retry-After` then foretold), go again in
+    // the new window.
+    for round in 1..=2 {
+        let mut failures = 0;
+        let (retry_after, since) = loop {
+            let resp = attempt("wrong password", JSON);
+            if resp.status == 429 {
+                break (throttled_for(&resp), std::time::Instant::now());
+            }
+            assert_eq!(resp.status, 401, "{}", resp.text());
+            failures += 1;
+            assert!(
+                failures <= 2 * LOGIN_FAILURES_ALLOWED,
+                "no 429 after {failures} failures"
+            );
+        };
+        assert!(failures <= LOGIN_FAILURES_ALLOWED, "{failures} failures");
+        let resp = attempt("correct horse battery", "");
+        if resp.status == 429 {
+            let retry = throttled_for(&resp);
+            assert!(retry <= retry_after, "{retry} > {retry_after}");
+            assert!(
+                resp.text().contains("too many failed logins"),
+                "{}",
+                resp.text()
+            );
+            assert!(resp.text().contains("id=\"login-form\""));
+            assert!(session_cookie(&resp).is_none());
+            assert!(resp.header("location").is_none());
+            return;
+        }
+        assert_eq!(resp.status, 302, "round {round}: {}", resp.text());
+        assert!(
+            since.elapsed().as_secs() + 1 >= retry_after,
+            "round {round}: signed in {}s into a {retry_after}s throttle",
+            since.elapsed().as_secs()
+        );
+    }
+    panic!("the window ended during both rounds");
+}
+
+/// The `Retry-After` of a throttled login, checked against the window and,
+/// for JSON, the body.
+fn throttled_for(resp: &Resp) -> u64 {
+    let retry: u64 = resp
+        .header("retry-after")
+        .expect("a Retry-After header")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=LOGIN_WINDOW_SECS).contains(&retry), "{retry}");
+    if resp.header("content-type") == Some("application/json") {
+        let v: Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(v["status"], 429, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("try again in"), "{v}");
+    }
+    retry
+}
+
 #[test]
 fn weibo_posts_comments_permissions_and_escaping() {
     let server = start(None);

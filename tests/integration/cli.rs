@@ -33,6 +33,7 @@ fn every_start_up_failure_is_one_clear_line() {
     let d = dir.path();
     std::fs::copy(guests::HELLO, d.join("hello.wasm")).unwrap();
     std::fs::write(d.join("junk.wasm"), b"\0asm\x01\0\0\0garbage").unwrap();
+    std::fs::write(d.join("text.wasm"), b"hello, not wasm\n").unwrap();
     wat_module(
         d,
         "noversion",
@@ -88,6 +89,7 @@ fn every_start_up_failure_is_one_clear_line() {
     );
     write(d, "missing.json", &app("nothere.wasm"));
     write(d, "junk.json", &app("junk.wasm"));
+    write(d, "text.json", &app("text.wasm"));
     write(d, "noversion.json", &app("noversion.wasm"));
     write(d, "wrongsig.json", &app("wrongsig.wasm"));
     write(d, "v2.json", &app("v2.wasm"));
@@ -123,6 +125,14 @@ fn every_start_up_failure_is_one_clear_line() {
         ),
         (vec!["serve", "--routes", "missing.json"], &["nothere.wasm"]),
         (vec!["serve", "--routes", "junk.json"], &["junk.wasm"]),
+        (
+            vec!["check", "--routes", "text.json"],
+            &["text.wasm", "starts with 68 65 6c 6c, expected 00 61 73 6d"],
+        ),
+        (
+            vec!["serve", "--routes", "text.json"],
+            &["text.wasm", "not a WebAssembly module"],
+        ),
         (
             vec!["serve", "--routes", "noversion.json"],
             &["wasmhost_abi_version"],

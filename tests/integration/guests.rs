@@ -202,9 +202,7 @@ fn failures_answer_json_when_asked() {
 
 /// Returns a fixed encoded response stored at address 16 (`[len][meta][body]`).
 fn fixed_response(meta: &str, body: &str) -> String {
-    let mut bytes = (meta.len() as u32).to_le_bytes().to_vec();
-    bytes.extend_from_slice(meta.as_bytes());
-    bytes.extend_from_slice(body.as_bytes());
+    let bytes = wasmhost_abi::join_frame(meta.as_bytes(), body.as_bytes());
     let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
     let handle = format!(
         "(i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {}))",
@@ -227,6 +225,11 @@ fn malformed_guest_output_gets_500() {
             500,
         ),
         (r#"{"status":200,"headers":[["Bad Name","v"]]}"#, "", 500),
+        // The meta is an object: the same values as an array are malformed.
+        ("[200]", "fine", 500),
+        (r#"[200,[["X-Ok","1"]]]"#, "fine", 500),
+        // Unknown fields are refused, so a misspelt one is not silently lost.
+        (r#"{"status":200,"header":[["X-Ok","1"]]}"#, "fine", 500),
     ];
     for (meta, body, status) in table {
         let dir = tempfile::tempdir().unwrap();

@@ -32,9 +32,7 @@ const PADDING: usize = 32 * 1024;
 /// prebuilt in the last data segment, after `PADDING` bytes of another one.
 fn version_module(body: &str) -> Vec<u8> {
     let meta = br#"{"status":200,"headers":[["Content-Type","text/plain"]]}"#;
-    let mut resp = (meta.len() as u32).to_le_bytes().to_vec();
-    resp.extend_from_slice(meta);
-    resp.extend_from_slice(body.as_bytes());
+    let resp = wasmhost_abi::join_frame(meta, body.as_bytes());
     let escaped: String = resp.iter().map(|b| format!("\\{b:02x}")).collect();
     let padding = "\\00".repeat(PADDING);
     let wat = format!(
@@ -83,6 +81,12 @@ fn broken_modules() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ),
         ("missing export", missing_export, "wasmhost_handle"),
         ("trapping start", trapping_start, "start-up"),
+        // An ELF executable uploaded by mistake: one line, its magic in hex.
+        (
+            "not wasm",
+            b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0".to_vec(),
+            "not a WebAssembly module (starts with 7f 45 4c 46, expected 00 61 73 6d)",
+        ),
     ]
 }
 
@@ -367,6 +371,7 @@ fn broken_modules_are_refused_both_ways() {
         assert_eq!(status, 422, "{what}: {v}");
         let error = v["error"].as_str().unwrap_or_default();
         assert!(error.contains(reason), "{what}: {error}");
+        assert!(!error.contains('\n'), "{what}: one line: {error}");
         assert_eq!(hot.body("/v"), "v1", "{what} via deploy");
 
         replace_file(&module, &bytes);
@@ -375,6 +380,10 @@ fn broken_modules_are_refused_both_ways() {
                 .as_str()
                 .is_some_and(|m| m.contains(reason))
         });
+        let message = status["apps"][0]["last_error"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(!message.contains('\n'), "{what}: one line: {message}");
         assert_eq!(status["apps"][0]["status"], "error");
         assert_eq!(hot.body("/v"), "v1", "{what} via file");
     }
@@ -540,6 +549,16 @@ fn cli_deploy_status_and_rollback() {
     let (ok, _, err) = cli(&["deploy", "nope", v2], TOKEN);
     assert!(!ok);
     assert!(err.contains("no app named \"nope\""), "{err}");
+    // A file that is not Wasm at all: one line, its first bytes in hex.
+    let elf = hot.path("bad.wasm");
+    std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0 not a module").unwrap();
+    let (ok, _, err) = cli(&["deploy", "app", elf.to_str().unwrap()], TOKEN);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("not a WebAssembly module (starts with 7f 45 4c 46, expected 00 61 73 6d)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod support;
 
 mod apps;
 mod browser;
+mod c_guest;
 mod cli;
 mod crash;
 mod guests;

@@ -103,7 +103,10 @@ fn initializers_that_fail_are_refused_at_load_naming_why() {
             counting_guest("", spin),
             "`wasmhost_init` did not finish within the start-up limit",
         ),
-        (table_set, "cannot be pre-initialized"),
+        (
+            table_set,
+            "`wasmhost_init` cannot be pre-initialized: unsupported `table.set` instruction",
+        ),
         (
             wrong_type,
             "export `wasmhost_init` has type (i32) -> (), expected () -> ()",

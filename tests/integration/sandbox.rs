@@ -337,6 +337,40 @@ fn malformed_output_never_reaches_the_client() {
 }
 
 #[test]
+fn a_guest_cannot_set_the_hosts_session_cookie() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Every way of naming the host's cookie that a browser would store as it
+    // (or that the host would read back as it), among cookies of the app's own.
+    let meta = br#"{"status":200,"headers":[
+        ["Set-Cookie","theme=dark; Path=/"],
+        ["Set-Cookie","wasmhost_session=fixated; Path=/; HttpOnly"],
+        ["set-cookie"," wasmhost_session\t=x; Path=/cookies"],
+        ["SET-COOKIE","wasmhost_session=; Max-Age=0"],
+        ["Set-Cookie","=wasmhost_session=nameless"],
+        ["Set-Cookie","wasmhost_session; Path=/"],
+        ["Set-Cookie","WASMHOST_SESSION=other; Path=/"],
+        ["Set-Cookie","__Host-wasmhost_session=other; Path=/; Secure"],
+        ["X-Kept","1"]]}"#;
+    let server = serve(dir, &[("cookies", fixed_meta(meta), json!({}))]);
+    for _ in 0..2 {
+        let resp = server.get("/cookies");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(
+            resp.headers_all("set-cookie"),
+            [
+                "theme=dark; Path=/",
+                "WASMHOST_SESSION=other; Path=/",
+                "__Host-wasmhost_session=other; Path=/; Secure"
+            ],
+            "{:?}",
+            resp.headers
+        );
+        assert_eq!(resp.header("x-kept"), Some("1"));
+    }
+    assert_hello(&server);
+}
+
+#[test]
 fn time_limits_cover_sleeping_in_host_calls() {
     let dir = tempfile::tempdir().expect("temp dir");
     let apps = [
@@ -921,5 +955,42 @@ fn a_start_function_or_initializer_that_never_ends_is_refused_at_load() {
             err.contains("did not finish within the start-up limit"),
             "{err}"
         );
+    }
+}
+
+#[test]
+fn a_trap_at_start_up_is_refused_naming_where_it_happened() {
+    let trap = "(func $trap unreachable)";
+    let handle = "(call $ok (i32.const 0) (i32.const 0))";
+    // The `module` helper exports `wasmhost_abi_version`; this one traps.
+    let trapping_version = module("", handle, "").replace(
+        "(func (export \"wasmhost_abi_version\") (result i32) (i32.const 1))",
+        "(func (export \"wasmhost_abi_version\") (result i32) unreachable)",
+    );
+    assert!(trapping_version.contains("(result i32) unreachable)"));
+    // (WAT, where the error must say it happened)
+    let table = [
+        (
+            module("", handle, &format!("{trap} (start $trap)")),
+            "failed at start-up in instantiation",
+        ),
+        (
+            module(
+                "",
+                handle,
+                &format!("{trap} (export \"_initialize\" (func $trap))"),
+            ),
+            "failed at start-up in `_initialize`: trap",
+        ),
+        (
+            trapping_version,
+            "failed at start-up in `wasmhost_abi_version`: trap",
+        ),
+    ];
+    for (wat, want) in table {
+        let err = load_error(&wat, json!({}));
+        assert!(err.contains(want), "want {want:?} in: {err}");
+        assert!(err.contains("unreachable"), "the reason: {err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 }

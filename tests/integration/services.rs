@@ -1,6 +1,7 @@
 //! Host services through the real server: per-app storage, its limits and durability, login-required routes, the Origin check.
 
 use serde_json::json;
+use wasmhost_abi::status;
 
 use crate::guests::{RAW_WAT, one_app};
 use crate::support::{TestServer, wat_module};
@@ -39,10 +40,11 @@ fn probe(server: &TestServer, app: &str, command: &[u8]) -> (u8, Vec<u8>) {
     (resp.body[0] - b'0', resp.body[1..].to_vec())
 }
 
-const OK: u8 = 0;
-const KEY_TOO_LARGE: u8 = 1;
-const VALUE_TOO_LARGE: u8 = 2;
-const ABSENT: u8 = 8;
+/// The statuses the probe reports, as the ABI defines them.
+const OK: u8 = status::OK as u8;
+const KEY_TOO_LARGE: u8 = status::KEY_TOO_LARGE as u8;
+const VALUE_TOO_LARGE: u8 = status::VALUE_TOO_LARGE as u8;
+const ABSENT: u8 = status::ABSENT as u8;
 
 #[test]
 fn each_app_sees_only_its_own_keys() {

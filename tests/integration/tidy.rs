@@ -124,10 +124,43 @@ fn relative(path: &Path) -> String {
 /// The code of a file without comments, string and character contents, and
 /// the trailing `#[cfg(test)] mod tests` (tests may name anything).
 fn code_of(text: &str) -> String {
-    let text = match test_module_start(text) {
-        Some(at) => &text[..at],
-        None => text,
-    };
+    without_test_modules(&strip_comments_and_literals(text))
+}
+
+/// The text with every `#[cfg(test)] mod name { … }` (or `mod name;`) removed.
+fn without_test_modules(code: &str) -> String {
+    let mut out = code.to_owned();
+    while let Some(at) = test_module_start(&out) {
+        let rest = &out[at..];
+        let end = match (rest.find('{'), rest.find(';')) {
+            (Some(open), semi) if semi.is_none_or(|s| open < s) => {
+                let mut depth = 0usize;
+                let mut end = rest.len();
+                for (i, c) in rest[open..].char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = open + i + 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                end
+            }
+            (_, Some(semi)) => semi + 1,
+            _ => rest.len(),
+        };
+        out.replace_range(at..at + end, "");
+    }
+    out
+}
+
+/// The text without comments and with string and character contents emptied.
+fn strip_comments_and_literals(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -217,12 +250,17 @@ fn test_module_start(text: &str) -> Option<usize> {
     })
 }
 
-/// The top-level host module a file belongs to (`host/src/net/socket.rs` → `net`).
-fn module_of(file: &Path) -> Option<String> {
-    let rel = file.strip_prefix(workspace().join("host/src")).ok()?;
+/// The top-level module of a crate a file belongs to (`host/src/net/socket.rs`
+/// → `net`); `None` for the crate root.
+fn module_in(src: &str, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(workspace().join(src)).ok()?;
     let first = rel.components().next()?.as_os_str().to_string_lossy();
     let name = first.strip_suffix(".rs").unwrap_or(&first).to_owned();
     (name != "lib" && name != "main").then_some(name)
+}
+
+fn module_of(file: &Path) -> Option<String> {
+    module_in("host/src", file)
 }
 
 /// The crate modules a file's code names as `crate::<module>` (including
@@ -233,8 +271,10 @@ fn crate_imports(code: &str) -> BTreeSet<String> {
     while let Some(at) = rest.find("crate::") {
         let before = rest[..at].chars().next_back();
         rest = &rest[at + "crate::".len()..];
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue; // `wasmhost_crate::` or the like
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+            // `wasmhost_crate::`, or `$crate::` in a macro: a path resolved
+            // where the macro expands, not an import of this module.
+            continue;
         }
         if let Some(group) = rest.strip_prefix('{') {
             let end = group.find('}').unwrap_or(group.len());
@@ -261,11 +301,14 @@ fn crate_imports(code: &str) -> BTreeSet<String> {
     found
 }
 
-/// Module → modules it imports, over every file of the host library.
-fn host_import_graph() -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
-    let mut graph: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-    for file in rust_files("host/src") {
-        let Some(module) = module_of(&file) else {
+type Graph = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+
+/// Module → modules it imports (with the files that do), over every file of
+/// the crate whose sources are in `src`.
+fn import_graph(src: &str) -> Graph {
+    let mut graph: Graph = BTreeMap::new();
+    for file in rust_files(src) {
+        let Some(module) = module_in(src, &file) else {
             continue;
         };
         let text = std::fs::read_to_string(&file).expect("readable source");
@@ -277,6 +320,42 @@ fn host_import_graph() -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
         }
     }
     graph
+}
+
+fn host_import_graph() -> Graph {
+    import_graph("host/src")
+}
+
+/// The first import cycle of a graph, if it has one.
+fn find_cycle(graph: &Graph) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &Graph,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flat_map(|m| m.keys()) {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
 }
 
 #[test]
@@ -308,38 +387,50 @@ fn no_layer_imports_a_layer_its_rule_does_not_allow() {
 
 #[test]
 fn no_import_cycle_between_the_hosts_modules() {
-    let graph = host_import_graph();
-    // Depth-first search for a back edge, reporting the cycle it closes.
-    fn visit(
-        node: &str,
-        graph: &BTreeMap<String, BTreeMap<String, Vec<String>>>,
-        path: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) -> Option<Vec<String>> {
-        if let Some(at) = path.iter().position(|n| n == node) {
-            let mut cycle = path[at..].to_vec();
-            cycle.push(node.to_owned());
-            return Some(cycle);
+    if let Some(cycle) = find_cycle(&host_import_graph()) {
+        panic!("import cycle in the host: {}", cycle.join(" -> "));
+    }
+}
+
+#[test]
+fn no_import_cycle_between_the_guest_sdks_modules() {
+    if let Some(cycle) = find_cycle(&import_graph("guest-sdk/src")) {
+        panic!("import cycle in guest-sdk: {}", cycle.join(" -> "));
+    }
+}
+
+#[test]
+fn no_other_sdk_module_is_imported_by_the_ffi_module() {
+    let graph = import_graph("guest-sdk/src");
+    let imports: Vec<&String> = graph
+        .get("ffi")
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .collect();
+    assert!(
+        imports.is_empty(),
+        "guest-sdk/src/ffi.rs holds the unsafe code and must import nothing else of the SDK, but imports {imports:?}"
+    );
+}
+
+#[test]
+fn the_cycle_finder_finds_a_cycle_and_only_a_cycle() {
+    let graph = |edges: &[(&str, &str)]| -> Graph {
+        let mut g: Graph = BTreeMap::new();
+        for (a, b) in edges {
+            g.entry((*a).to_owned())
+                .or_default()
+                .insert((*b).to_owned(), Vec::new());
         }
-        if done.contains(node) {
-            return None;
-        }
-        path.push(node.to_owned());
-        for next in graph.get(node).into_iter().flat_map(|m| m.keys()) {
-            if let Some(cycle) = visit(next, graph, path, done) {
-                return Some(cycle);
-            }
-        }
-        path.pop();
-        done.insert(node.to_owned());
+        g
+    };
+    assert_eq!(
+        find_cycle(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])),
         None
-    }
-    let mut done = BTreeSet::new();
-    for node in graph.keys() {
-        if let Some(cycle) = visit(node, &graph, &mut Vec::new(), &mut done) {
-            panic!("import cycle: {}", cycle.join(" -> "));
-        }
-    }
+    );
+    let cycle = find_cycle(&graph(&[("a", "b"), ("b", "c"), ("c", "a")])).expect("a cycle");
+    assert_eq!(cycle.first(), cycle.last());
+    assert_eq!(cycle.len(), 4);
 }
 
 #[test]
@@ -518,10 +609,13 @@ fn the_import_scanner_sees_plain_and_grouped_imports_but_not_comments() {
     let code = code_of(concat!(
         "use crate::http::Request;\nuse crate::{net, app::Site};\n// use crate::control;\n",
         "let s = \"crate::sandbox \\\" crate::config\";\nlet c = '\"'; let r = r#\"crate::storage\"#;\n",
-        "fn f<'a>(x: &'a str) { crate::router::x(); }\n/* crate::fsutil */\n",
-        "#[cfg(test)]\nmod tests { use crate::control; }\n",
+        "fn f<'a>(x: &'a str) { crate::router::x(); }\n/* crate::fsutil */ $crate::sandbox::x!();\n",
+        "#[cfg(test)]\nmod tests { fn t() { use crate::control; } }\n",
+        "use crate::storage::after_the_tests;\n",
     ));
     let found = crate_imports(&code);
-    let expected: BTreeSet<String> = ["http", "net", "app", "router"].map(String::from).into();
+    let expected: BTreeSet<String> = ["http", "net", "app", "router", "storage"]
+        .map(String::from)
+        .into();
     assert_eq!(found, expected);
 }

@@ -72,7 +72,8 @@ fn greet(req: &Request) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use guest_sdk::abi::{decode_response, encode_request, handle_encoded};
+    use guest_sdk::abi::{decode_response, encode_request};
+    use guest_sdk::glue::handle_encoded;
 
     const TEXT: &str = "text/plain; charset=utf-8";
 

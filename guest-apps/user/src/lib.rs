@@ -6,6 +6,12 @@
 //! both succeed. Logging in asks the host to start a session
 //! ([`guest_sdk::session`]), which needs the `sessions` grant; every app then
 //! sees the user in [`Request::user`].
+//!
+//! Failed logins are throttled ([`throttle`]): too many in a 15-minute window
+//! per (account, client address), per client address or per account answer
+//! `429` with `Retry-After`, before any password is checked. A browser that
+//! signed in before carries a device cookie ([`device`]) that exempts it from
+//! the limits an attacker elsewhere could trip.
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -16,6 +22,9 @@ use guest_sdk::{Request, Response, Router, guard, kv, session};
 use guest_web::{Answer, time};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+pub mod device;
+pub mod throttle;
 
 /// Where a successful login goes without a usable `next`.
 pub const DEFAULT_NEXT: &str = "/todo/index";
@@ -226,6 +235,11 @@ fn login_form(req: &Request) -> Answer {
 
 /// `POST /user/login` (`username`, `password`, optional `next`).
 fn login(req: &Request) -> Answer {
+    login_at(req, time::now())
+}
+
+/// [`login`] at `now` (Unix seconds), which decides the throttle's window.
+fn login_at(req: &Request, now: i64) -> Answer {
     let form = Form::parse(req);
     let next = form.get("next").and_then(safe_next);
     let shown = json!({
@@ -241,25 +255,69 @@ fn login(req: &Request) -> Answer {
     let password = form.required("password").map_err(|e| bad(400, &e.0))?;
     let found = find_account(username)
         .map_err(|e| pages().storage_error(req, "looking up an account", e))?;
+    let device_token = req.cookie(device::COOKIE);
+    let trusted = match &found {
+        Some((id, _)) => device::is_trusted(device_token, *id, now)
+            .map_err(|e| pages().storage_error(req, "reading a device cookie", e))?,
+        None => false,
+    };
+    // Throttle before the password is checked: a refused attempt costs no
+    // hash and says nothing about the password.
+    let attempt = throttle::Attempt::new(username, &req.client, trusted);
+    let reservation = match throttle::begin(&attempt, now)
+        .map_err(|e| pages().storage_error(req, "counting a login attempt", e))?
+    {
+        throttle::Decision::Allowed(reservation) => reservation,
+        throttle::Decision::Throttled { retry_after } => {
+            return Err(throttled(req, retry_after, shown));
+        }
+    };
     let Some((id, account)) = found else {
         // Spend the same work as a real check, so that timing does not tell
         // unknown users from wrong passwords.
         let _ = hash_password(password);
+        reservation.failed();
         return Err(bad(401, INVALID_LOGIN));
     };
     if !verify_password(password, &account.password_hash) {
+        reservation.failed();
         return Err(bad(401, INVALID_LOGIN));
+    }
+    if let Err(e) = reservation.succeeded() {
+        // The sign-in stands; the counters lift at the window's end anyway.
+        guest_sdk::log::warn(&format!("clearing failed-login counters: {e}"));
     }
     session::start(&id.to_string(), &account.username).map_err(|e| {
         guest_sdk::log::error(&format!("starting a session: {e}"));
         pages().error(req, 500, "cannot start a session")
     })?;
-    if req.wants_json() {
-        return Ok(Response::json(
-            &json!({ "id": id, "username": account.username }),
-        ));
+    let resp = if req.wants_json() {
+        Response::json(&json!({ "id": id, "username": account.username }))
+    } else {
+        Response::redirect(next.unwrap_or(DEFAULT_NEXT))
+    };
+    match device::remember(device_token, id, now) {
+        Ok(token) => Ok(resp.set_cookie(device::cookie(&token))),
+        Err(e) => {
+            // Signed in all the same, only without the device's exemption.
+            guest_sdk::log::warn(&format!("remembering a device: {e}"));
+            Ok(resp)
+        }
     }
-    Ok(Response::redirect(next.unwrap_or(DEFAULT_NEXT)))
+}
+
+/// The answer to a throttled login: `429` with `Retry-After`, the login form
+/// with the message (JSON `{"error", "status"}` for JSON clients).
+fn throttled(req: &Request, retry_after: i64, shown: Value) -> Response {
+    let minutes = (retry_after + 59) / 60;
+    let plural = if minutes == 1 { "" } else { "s" };
+    let message = format!("too many failed logins; try again in {minutes} minute{plural}");
+    let resp = if req.wants_json() {
+        Response::json(&json!({ "error": message, "status": 429 })).with_status(429)
+    } else {
+        invalid(req, 429, &message, "login.html", shown)
+    };
+    resp.with_header("Retry-After", &retry_after.to_string())
 }
 
 /// `POST /user/logout`.

@@ -3,6 +3,7 @@
 //! Everything here works without a socket: tests can build a `Dispatcher` and
 //! call `prepare` and `handle` directly.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -10,10 +11,13 @@ use std::time::{Duration, Instant};
 use crate::http::parse::RequestHead;
 use crate::http::{Body, Request, Response};
 use crate::net::{AccessNote, Answer, Handler, Lane, Plan, Refusal, Rule};
-use crate::sandbox::abi::{self, RouteInfo};
+use wasmhost_abi::RouteMeta;
+
+use crate::sandbox::abi;
 use crate::sandbox::{GuestModule, Runtime};
 use crate::sessions::{self, SessionAction, User};
 
+use super::cookies;
 use super::failure::{self, Failure};
 use super::metrics::Metrics;
 use super::origin::{foreign_origin, host_without_port};
@@ -247,16 +251,15 @@ impl Dispatcher {
         outcome: &mut Outcome,
         metrics: &crate::app::metrics::AppMetrics,
     ) -> Response {
-        let params = matched
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let route = RouteInfo {
-            app: &guest.app,
-            pattern: &matched.pattern,
-            params,
-            rest: &matched.rest,
+        let route = RouteMeta {
+            app: Cow::Borrowed(&guest.app),
+            pattern: Cow::Borrowed(&matched.pattern),
+            params: matched
+                .params
+                .iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+                .collect(),
+            rest: Cow::Borrowed(&matched.rest),
         };
         // The guest never sees the host's session token.
         let meta = if identity.token.is_some() {
@@ -280,9 +283,21 @@ impl Dispatcher {
                     peak_memory = stats.peak_memory,
                     "guest call"
                 );
+                let mut headers = g.headers;
+                // The session cookie is the host's alone (app/cookies.rs).
+                let dropped = cookies::drop_session_cookies(&mut headers);
+                if dropped > 0 {
+                    tracing::warn!(
+                        app = %guest.app,
+                        route = %matched.pattern,
+                        dropped,
+                        "dropped the guest's Set-Cookie for the host's session cookie `{}`",
+                        sessions::COOKIE_NAME
+                    );
+                }
                 let mut resp = Response {
                     status: g.status,
-                    headers: g.headers,
+                    headers,
                     body: if g.body.is_empty() {
                         Body::Empty
                     } else {

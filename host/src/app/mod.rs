@@ -1,5 +1,6 @@
 //! The application layer: what a request means. Routing a head to a site's app or static directory, who the request is from, calling the guest, and choosing the answer for every failure about an app.
 
+pub mod cookies;
 pub mod dispatch;
 pub mod failure;
 pub mod metrics;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::router::one_line;
 
-use crate::sandbox::DEFAULT_HOST_GRANTS; // LAYER-EDGE: grant names move to the abi crate
-use crate::sandbox::HOST_GRANTS; // LAYER-EDGE: grant names move to the abi crate
+use wasmhost_abi::DEFAULT_HOST_GRANTS;
+use wasmhost_abi::HOST_GRANTS;
 
 use super::error::ConfigError;
 use super::limits::MAX_ENV_BYTES;

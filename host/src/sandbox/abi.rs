@@ -1,66 +1,49 @@
-//! The host side of the guest ABI's encoding (docs/abi.md §5), as pure functions.
+//! The host side of the guest ABI's encoding (docs/abi.md §5), as pure functions, on the framing and meta types of `wasmhost-abi`.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use wasmhost_abi::{FrameError, RequestMeta, ResponseMeta, RouteMeta, UserMeta, split_frame};
 
 use crate::http::Request;
 use crate::sessions::User;
 
-/// The ABI version this host implements; a module reporting another is refused.
-pub const ABI_VERSION: i32 = 1;
-
-/// Bytes of the little-endian `meta_len` prefix.
-pub const LEN_PREFIX: usize = 4;
-
-/// Where the request was routed, as the guest is told.
-#[derive(Debug, Serialize)]
-pub struct RouteInfo<'a> {
-    pub app: &'a str,
-    pub pattern: &'a str,
-    pub params: serde_json::Map<String, serde_json::Value>,
-    pub rest: &'a str,
-}
-
-#[derive(Serialize)]
-struct RequestMeta<'a> {
-    method: &'a str,
-    path: &'a str,
-    query: &'a str,
-    query_params: Vec<(String, String)>,
-    version: &'a str,
-    headers: &'a [(String, String)],
-    cookies: Vec<(&'a str, &'a str)>,
-    route: &'a RouteInfo<'a>,
-    client: String,
-    user: Option<&'a User>,
-}
-
 /// Serializes the structured part of a request (no prefix, no body), for a
 /// request with nobody signed in.
-pub fn encode_request_meta(req: &Request, route: &RouteInfo<'_>) -> Vec<u8> {
+pub fn encode_request_meta(req: &Request, route: &RouteMeta<'_>) -> Vec<u8> {
     encode_guest_request(req, &req.headers, None, route)
 }
 
 /// Serializes the structured part of a request with the headers the guest
 /// may see (the host's session cookie removed) and the signed-in user.
+///
+/// The meta borrows from `req`, `headers`, `user` and `route`; only the
+/// decoded query, the cookie list and the client address are built here.
 pub fn encode_guest_request(
     req: &Request,
     headers: &[(String, String)],
     user: Option<&User>,
-    route: &RouteInfo<'_>,
+    route: &RouteMeta<'_>,
 ) -> Vec<u8> {
     let meta = RequestMeta {
-        method: req.method.as_str(),
-        path: &req.path,
-        query: &req.query,
-        query_params: form_urlencoded::parse(req.query.as_bytes())
-            .into_owned()
+        method: Cow::Borrowed(req.method.as_str()),
+        path: Cow::Borrowed(&req.path),
+        query: Cow::Borrowed(&req.query),
+        query_params: Cow::Owned(
+            form_urlencoded::parse(req.query.as_bytes())
+                .into_owned()
+                .collect(),
+        ),
+        version: Cow::Borrowed(req.version.as_str()),
+        headers: Cow::Borrowed(headers),
+        cookies: cookie_pairs(headers)
+            .map(|(name, value)| (Cow::Borrowed(name), Cow::Borrowed(value)))
             .collect(),
-        version: req.version.as_str(),
-        headers,
-        cookies: parse_cookies(headers),
-        route,
-        client: req.client.to_string(),
-        user,
+        route: Cow::Borrowed(route),
+        client: Cow::Owned(req.client.to_string()),
+        user: user.map(|u| UserMeta {
+            id: Cow::Borrowed(&u.id),
+            name: Cow::Borrowed(&u.name),
+        }),
     };
     // Serializing plain strings and numbers into a Vec cannot fail.
     serde_json::to_vec(&meta).unwrap_or_default()
@@ -68,6 +51,12 @@ pub fn encode_guest_request(
 
 /// The name/value pairs of every `Cookie` header, in order.
 pub fn parse_cookies(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    cookie_pairs(headers).collect()
+}
+
+/// The name/value pairs of every `Cookie` header, in order, as they are
+/// found.
+fn cookie_pairs(headers: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
     headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
@@ -78,15 +67,6 @@ pub fn parse_cookies(headers: &[(String, String)]) -> Vec<(&str, &str)> {
             let name = name.trim();
             (!name.is_empty()).then(|| (name, value.trim().trim_matches('"')))
         })
-        .collect()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResponseMeta {
-    status: u16,
-    #[serde(default)]
-    headers: Vec<(String, String)>,
 }
 
 /// A response as decoded from guest memory, already validated.
@@ -111,22 +91,19 @@ const HOST_OWNED_HEADERS: &[&str] = &[
 /// Decodes and validates an encoded response. The error says what is wrong,
 /// for the log only.
 pub fn decode_response(bytes: &[u8]) -> Result<GuestResponse, String> {
-    let prefix: [u8; LEN_PREFIX] = bytes
-        .get(..LEN_PREFIX)
-        .and_then(|p| p.try_into().ok())
-        .ok_or("response shorter than its length prefix")?;
-    let meta_len = u32::from_le_bytes(prefix) as usize;
-    let meta_end = LEN_PREFIX
-        .checked_add(meta_len)
-        .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| format!("meta length {meta_len} exceeds the response"))?;
-    let meta: ResponseMeta = serde_json::from_slice(&bytes[LEN_PREFIX..meta_end])
-        .map_err(|e| format!("response meta is not valid: {e}"))?;
+    let (meta, body) = split_frame(bytes).map_err(|e| match e {
+        FrameError::TooShort { .. } => "response shorter than its length prefix".to_owned(),
+        FrameError::MetaTooLong { meta_len, .. } => {
+            format!("meta length {meta_len} exceeds the response")
+        }
+    })?;
+    let meta: ResponseMeta<'_> =
+        serde_json::from_slice(meta).map_err(|e| format!("response meta is not valid: {e}"))?;
     if !(200..=599).contains(&meta.status) {
         return Err(format!("status {} is outside 200-599", meta.status));
     }
     let mut headers = Vec::with_capacity(meta.headers.len());
-    for (name, value) in meta.headers {
+    for (name, value) in meta.headers.into_owned() {
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return Err(format!("header name {name:?} is not a token"));
         }
@@ -144,7 +121,7 @@ pub fn decode_response(bytes: &[u8]) -> Result<GuestResponse, String> {
     Ok(GuestResponse {
         status: meta.status,
         headers,
-        body: bytes[meta_end..].to_vec(),
+        body: body.to_vec(),
     })
 }
 
@@ -158,10 +135,7 @@ mod tests {
     use super::*;
 
     fn encode(meta: &str, body: &[u8]) -> Vec<u8> {
-        let mut out = (meta.len() as u32).to_le_bytes().to_vec();
-        out.extend_from_slice(meta.as_bytes());
-        out.extend_from_slice(body);
-        out
+        wasmhost_abi::join_frame(meta.as_bytes(), body)
     }
 
     #[test]

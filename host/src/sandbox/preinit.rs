@@ -19,8 +19,9 @@ use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
 use crate::config::Grants;
 
-/// The optional export a guest runs its start-up work in (ABI §2).
-pub const INIT_EXPORT: &str = "wasmhost_init";
+/// The name of the optional export a guest runs its start-up work in (ABI
+/// §2.1), as the ABI crate defines it; named here for the messages.
+const INIT_EXPORT: &str = wasmhost_abi::exports::INIT.name;
 
 /// Bumped whenever the snapshot format or what feeds it changes, so that
 /// cached snapshots of an older host are never used.
@@ -104,7 +105,7 @@ impl Preinit {
         let (cx, instrumented) = self
             .wizer
             .instrument(bytes)
-            .map_err(|e| format!("cannot be pre-initialized: {e:#}"))?;
+            .map_err(|e| format!("`{INIT_EXPORT}` cannot be pre-initialized: {e:#}"))?;
         let (mut store, instance) = initialize(&instrumented)?;
         let mut state = Captured {
             store: &mut store,
@@ -268,6 +269,7 @@ mod tests {
             .run::<()>(&module, |_| Err("must not be reached".into()))
             .unwrap_err();
         assert!(err.contains("table.set"), "{err}");
+        assert!(err.contains("`wasmhost_init`"), "{err}");
     }
 
     #[test]

@@ -1,20 +1,18 @@
-//! The `wasmhost` storage and session host functions (docs/abi.md §6), each confined to the calling app.
+//! The `wasmhost` storage and session host functions (docs/abi.md §6), each confined to the calling app; names, statuses and encodings from `wasmhost-abi`.
 
 use std::sync::Arc;
 
+use wasmhost_abi::imports::{
+    self, ABSENT_LEN, HOST_MODULE, KV_CAS, KV_DELETE, KV_GET, KV_INCREMENT, KV_LIST, KV_SET,
+    SESSION_END, SESSION_START,
+};
+use wasmhost_abi::status::{ABSENT, BAD_ARGUMENT, MISMATCH, NO_MEMORY, NOT_GRANTED, OK};
+use wasmhost_abi::{encode_key_page, exports};
 use wasmtime::{Caller, Linker, Memory};
 
-use super::{GuestState, HOST_MODULE};
+use super::GuestState;
 use crate::sessions::{SessionAction, Sessions, User};
 use crate::storage::{KvStore, Namespace, StorageError};
-
-/// Status codes of docs/abi.md §6.1 (storage errors are `StorageError::code`).
-pub const OK: i32 = 0;
-pub const ABSENT: i32 = 8;
-pub const MISMATCH: i32 = 9;
-pub const NOT_GRANTED: i32 = 10;
-pub const BAD_ARGUMENT: i32 = 11;
-pub const NO_MEMORY: i32 = 12;
 
 /// The stores behind the services, shared by every app (each app only ever
 /// reaches its own namespace).
@@ -40,20 +38,20 @@ pub struct RequestServices {
 
 /// Registers every storage and session function under `wasmhost`.
 pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
-    linker.func_wrap(HOST_MODULE, "kv_get", kv_get)?;
-    linker.func_wrap(HOST_MODULE, "kv_set", kv_set)?;
-    linker.func_wrap(HOST_MODULE, "kv_delete", kv_delete)?;
-    linker.func_wrap(HOST_MODULE, "kv_list", kv_list)?;
-    linker.func_wrap(HOST_MODULE, "kv_increment", kv_increment)?;
-    linker.func_wrap(HOST_MODULE, "kv_cas", kv_cas)?;
-    linker.func_wrap(HOST_MODULE, "session_start", session_start)?;
-    linker.func_wrap(HOST_MODULE, "session_end", session_end)?;
+    linker.func_wrap(HOST_MODULE, KV_GET.name, kv_get)?;
+    linker.func_wrap(HOST_MODULE, KV_SET.name, kv_set)?;
+    linker.func_wrap(HOST_MODULE, KV_DELETE.name, kv_delete)?;
+    linker.func_wrap(HOST_MODULE, KV_LIST.name, kv_list)?;
+    linker.func_wrap(HOST_MODULE, KV_INCREMENT.name, kv_increment)?;
+    linker.func_wrap(HOST_MODULE, KV_CAS.name, kv_cas)?;
+    linker.func_wrap(HOST_MODULE, SESSION_START.name, session_start)?;
+    linker.func_wrap(HOST_MODULE, SESSION_END.name, session_end)?;
     Ok(())
 }
 
 fn memory(caller: &mut Caller<'_, GuestState>) -> Result<Memory, i32> {
     caller
-        .get_export("memory")
+        .get_export(exports::MEMORY.name)
         .and_then(|e| e.into_memory())
         .ok_or(BAD_ARGUMENT)
 }
@@ -77,7 +75,7 @@ fn read_optional(
     ptr: i32,
     len: i32,
 ) -> Result<Option<Vec<u8>>, i32> {
-    if len == -1 {
+    if len == ABSENT_LEN {
         Ok(None)
     } else {
         read(caller, ptr, len).map(Some)
@@ -103,7 +101,7 @@ fn give(caller: &mut Caller<'_, GuestState>, bytes: &[u8], out: i32) -> wasmtime
         return Ok(NO_MEMORY);
     };
     let Some(alloc) = caller
-        .get_export("wasmhost_alloc")
+        .get_export(exports::ALLOC.name)
         .and_then(|e| e.into_func())
     else {
         return Ok(BAD_ARGUMENT);
@@ -112,9 +110,7 @@ fn give(caller: &mut Caller<'_, GuestState>, bytes: &[u8], out: i32) -> wasmtime
     if ptr == 0 && len > 0 {
         return Ok(NO_MEMORY);
     }
-    let mut slot = [0u8; 8];
-    slot[..4].copy_from_slice(&(ptr as u32).to_le_bytes());
-    slot[4..].copy_from_slice(&(len as u32).to_le_bytes());
+    let slot = imports::encode_out_slot(ptr as u32, len as u32);
     Ok(write(caller, ptr, bytes)
         .and_then(|()| write(caller, out, &slot))
         .map_or_else(|code| code, |()| OK))
@@ -206,20 +202,7 @@ fn kv_list(
         Ok(page) => page,
         Err(code) => return Ok(code),
     };
-    let mut buf = Vec::new();
-    buf.extend_from_slice(&(page.keys.len() as u32).to_le_bytes());
-    for key in &page.keys {
-        buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        buf.extend_from_slice(key);
-    }
-    match &page.next {
-        Some(next) => {
-            buf.extend_from_slice(&1u32.to_le_bytes());
-            buf.extend_from_slice(&(next.len() as u32).to_le_bytes());
-            buf.extend_from_slice(next);
-        }
-        None => buf.extend_from_slice(&0u32.to_le_bytes()),
-    }
+    let buf = encode_key_page(&page.keys, page.next.as_deref());
     give(&mut caller, &buf, out)
 }
 

@@ -18,14 +18,12 @@ use std::fmt;
 use std::ops::Bound;
 use std::sync::{Mutex, PoisonError};
 
-/// Longest key in bytes: keys live in the primary-key index, so they stay small.
-pub const MAX_KEY_LEN: usize = 1024;
-/// Longest value in bytes: values are copied through guest memory whole, so cap them.
-pub const MAX_VALUE_LEN: usize = 1024 * 1024;
-/// Most keys one namespace may hold: bounds one app's share of the disk.
-pub const MAX_KEYS_PER_NAMESPACE: u64 = 100_000;
-/// Most keys one `list` call returns: bounds the reply a guest must accept.
-pub const MAX_LIST_PAGE: usize = 1000;
+use wasmhost_abi::status;
+
+/// The storage limits of the ABI (key and value length, keys per app, i.e.
+/// per namespace, and keys per `list` page), defined in `wasmhost-abi`.
+pub use wasmhost_abi::limits::{MAX_KEY_LEN, MAX_KEYS_PER_APP, MAX_LIST_PAGE, MAX_VALUE_LEN};
+
 /// Longest namespace name: app names are short identifiers.
 pub const MAX_NAMESPACE_LEN: usize = 63;
 
@@ -60,15 +58,17 @@ impl StorageError {
     /// The stable code the guest ABI reports for this error; `0` means success
     /// and is never returned here. The table is in `docs/abi.md`, "Storage".
     pub fn code(&self) -> u32 {
-        match self {
-            StorageError::KeyTooLarge { .. } => 1,
-            StorageError::ValueTooLarge { .. } => 2,
-            StorageError::TooManyKeys { .. } => 3,
-            StorageError::NotAnInteger => 4,
-            StorageError::Overflow => 5,
-            StorageError::InvalidNamespace(_) => 6,
-            StorageError::Backend(_) => 7,
-        }
+        let code = match self {
+            StorageError::KeyTooLarge { .. } => status::KEY_TOO_LARGE,
+            StorageError::ValueTooLarge { .. } => status::VALUE_TOO_LARGE,
+            StorageError::TooManyKeys { .. } => status::TOO_MANY_KEYS,
+            StorageError::NotAnInteger => status::NOT_AN_INTEGER,
+            StorageError::Overflow => status::OVERFLOW,
+            StorageError::InvalidNamespace(_) => status::INVALID_NAMESPACE,
+            StorageError::Backend(_) => status::BACKEND,
+        };
+        // Storage errors are the statuses 1 to 7: positive.
+        code as u32
     }
 }
 
@@ -142,7 +142,7 @@ impl Default for Limits {
         Limits {
             max_key_len: MAX_KEY_LEN,
             max_value_len: MAX_VALUE_LEN,
-            max_keys_per_namespace: MAX_KEYS_PER_NAMESPACE,
+            max_keys_per_namespace: MAX_KEYS_PER_APP,
             max_list_page: MAX_LIST_PAGE,
         }
     }

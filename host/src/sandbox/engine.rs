@@ -1,0 +1,101 @@
+//! The engines: pooling allocator, epoch interruption, optional fuel, the compiled-module cache, and compiling a module on them.
+
+use super::*;
+
+/// Subdirectory of the cache directory holding wasmtime's compiled modules;
+/// pre-initialized modules sit beside it (`preinit::cache_path`).
+pub(super) const MODULE_CACHE_DIR: &str = "modules";
+
+/// Largest Wasm stack a guest may use; deep recursion traps with a stack
+/// overflow beyond it. Worker threads get `WORKER_STACK` native stack to hold it.
+pub const MAX_WASM_STACK: usize = 1024 * 1024;
+
+/// Native stack for threads that run guests: wasmtime requires the native
+/// stack to hold the Wasm stack plus host frames.
+pub const WORKER_STACK: usize = 8 * 1024 * 1024;
+
+/// The largest linear memory any app can be granted; per-app limits are
+/// enforced below it by each store's limiter.
+pub(super) const POOL_MAX_MEMORY: usize = 4 << 30;
+
+/// An engine and its linker: modules compiled for one run only on it.
+pub(super) struct Flavor {
+    pub(super) engine: Engine,
+    pub(super) linker: Linker<GuestState>,
+}
+
+/// Builds an engine (pooling allocator, epoch interruption, optionally fuel)
+/// and its linker: WASI p1 with the host's own `poll_oneoff`, and `wasmhost`.
+pub(super) fn flavor(
+    max_instances: u32,
+    fuel: bool,
+    cache: Option<&Path>,
+) -> wasmtime::Result<Flavor> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(max_instances)
+        .total_memories(max_instances)
+        .total_tables(max_instances)
+        .max_memory_size(POOL_MAX_MEMORY)
+        // With pagemap_scan the pool resets only the pages a request dirtied
+        // instead of re-faulting the whole memory (docs/BENCHMARKS.md).
+        .linear_memory_keep_resident(64 * 1024)
+        .table_keep_resident(64 * 1024)
+        .pagemap_scan(Enabled::Auto);
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .consume_fuel(fuel)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .memory_init_cow(true);
+    if let Some(dir) = cache {
+        // wasmtime's cache worker deletes every file it does not recognise
+        // in its directory: it gets a subdirectory of its own.
+        let dir = dir.join(MODULE_CACHE_DIR);
+        // Compiled code keyed by module bytes and engine settings: a restart
+        // or a redeploy of a known module loads instead of compiling.
+        let mut cache_config = wasmtime::CacheConfig::new();
+        cache_config.with_directory(&dir);
+        config.cache(Some(wasmtime::Cache::new(cache_config)?));
+    }
+    let engine = Engine::new(&config)?;
+    let mut linker: Linker<GuestState> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut GuestState| &mut s.wasi)?;
+    linker.allow_shadowing(true);
+    linker.func_wrap(WASI_MODULE, "poll_oneoff", poll::poll_oneoff)?;
+    linker.allow_shadowing(false);
+    linker.func_wrap(HOST_MODULE, imports::LOG.name, host_log)?;
+    services::add_to_linker(&mut linker)?;
+    Ok(Flavor { engine, linker })
+}
+
+/// Compiles a module and checks its imports against the grants and its
+/// exports against the ABI.
+pub(super) fn compile(
+    flavor: &Flavor,
+    path: &Path,
+    bytes: &[u8],
+    grants: &Grants,
+) -> Result<Module, LoadError> {
+    let abi_err = |reason: String| LoadError::Abi {
+        path: path.to_owned(),
+        reason,
+    };
+    if let Some(reason) = load_message::not_a_core_module(bytes) {
+        return Err(LoadError::NotWasm {
+            path: path.to_owned(),
+            reason,
+        });
+    }
+    let module = Module::from_binary(&flavor.engine, bytes).map_err(|e| LoadError::Compile {
+        path: path.to_owned(),
+        reason: format!("{:#}", anyhow::Error::from(e)),
+    })?;
+    for import in module.imports() {
+        check_import(import.module(), import.name(), grants).map_err(abi_err)?;
+    }
+    for export in exports::REQUIRED {
+        check_export(&module, export).map_err(abi_err)?;
+    }
+    Ok(module)
+}
