@@ -69,6 +69,14 @@ pub const KV_LIST: HostFunction = HostFunction {
     grant: GRANT_STORAGE,
 };
 
+/// `kv_get_many(keys_ptr, keys_len, out) -> status`: the values of several
+/// keys in one call and one read (§6.2, [`crate::page`]).
+pub const KV_GET_MANY: HostFunction = HostFunction {
+    name: "kv_get_many",
+    signature: "(i32, i32, i32) -> i32",
+    grant: GRANT_STORAGE,
+};
+
 /// `kv_increment(key_ptr, key_len, delta: i64, out) -> status`.
 pub const KV_INCREMENT: HostFunction = HostFunction {
     name: "kv_increment",
@@ -106,6 +114,7 @@ pub const HOST_FUNCTIONS: &[HostFunction] = &[
     KV_SET,
     KV_DELETE,
     KV_LIST,
+    KV_GET_MANY,
     KV_INCREMENT,
     KV_CAS,
     SESSION_START,

@@ -32,7 +32,10 @@ pub use frame::{
 };
 pub use imports::{DEFAULT_HOST_GRANTS, HOST_FUNCTIONS, HOST_GRANTS, HostFunction};
 pub use meta::{RequestMeta, ResponseMeta, RouteMeta, UserMeta};
-pub use page::{KeyPage, decode_key_page, encode_key_page};
+pub use page::{
+    KeyPage, decode_key_list, decode_key_page, decode_value_list, encode_key_list, encode_key_page,
+    encode_value_list,
+};
 
 /// The version of the ABI described by `docs/abi.md`: what a module's
 /// `wasmhost_abi_version` returns, and the only one the host accepts.

@@ -15,6 +15,16 @@ pub const MAX_KEYS_PER_APP: u64 = 100_000;
 /// Most keys one `kv_list` page holds; a `limit` of 0 or above it means this.
 pub const MAX_LIST_PAGE: usize = 1000;
 
+/// Most keys one `kv_get_many` call may name: one `kv_list` page, so that
+/// a page of keys is read in one call.
+pub const MAX_GET_MANY_KEYS: usize = MAX_LIST_PAGE;
+
+/// Most value bytes one `kv_get_many` answer holds (8 MiB): the answer is
+/// built in host memory and copied into the guest's whole, so it is capped;
+/// the values beyond it are left for the next call (at least one value is
+/// always returned).
+pub const MAX_GET_MANY_BYTES: usize = 8 * 1024 * 1024;
+
 /// Longest user id or display name `session_start` accepts, in bytes:
 /// identities are short, and both travel in every request's meta.
 pub const MAX_USER_FIELD_LEN: usize = 256;

@@ -1,4 +1,4 @@
-//! The buffer `kv_list` returns (ABI §6.2): `[count: u32]`, `count` times `[len: u32][key]`, then `[has_next: u32]` and, if 1, `[len: u32][next]`, all little-endian.
+//! The buffers of `kv_list` and `kv_get_many` (ABI §6.2), all little-endian: a key page is `[count: u32]`, `count` times `[len: u32][key]`, then `[has_next: u32]` and, if 1, `[len: u32][next]`; a key list is `[count: u32]` and `count` times `[len: u32][key]`; a value list is `[count: u32]` and `count` times `[0: u32]` (absent) or `[1: u32][len: u32][value]`.
 
 /// One page of keys, as `kv_list` returns it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,6 +55,80 @@ pub fn decode_key_page(buf: &[u8]) -> Option<KeyPage> {
     rest.is_empty().then_some(KeyPage { keys, next })
 }
 
+fn put_u32(out: &mut Vec<u8>, n: usize) {
+    let n = u32::try_from(n).expect("a buffer and its parts are smaller than 4 GiB");
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+/// Encodes the keys a guest passes to `kv_get_many`.
+///
+/// # Panics
+///
+/// If there are more than `u32::MAX` keys or a key is 4 GiB or more.
+pub fn encode_key_list<K: AsRef<[u8]>>(keys: &[K]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_u32(&mut out, keys.len());
+    for key in keys {
+        put_u32(&mut out, key.as_ref().len());
+        out.extend_from_slice(key.as_ref());
+    }
+    out
+}
+
+/// Decodes a key list; `None` if it is malformed.
+pub fn decode_key_list(buf: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut rest = buf;
+    let count = take_u32(&mut rest)?;
+    // Each key takes at least its 4-byte length: a count beyond that is a lie.
+    if usize::try_from(count).ok()? > rest.len() / 4 {
+        return None;
+    }
+    let mut keys = Vec::new();
+    for _ in 0..count {
+        keys.push(take_bytes(&mut rest)?);
+    }
+    rest.is_empty().then_some(keys)
+}
+
+/// Encodes the values `kv_get_many` answers, in the order of its keys.
+///
+/// # Panics
+///
+/// If there are more than `u32::MAX` values or a value is 4 GiB or more.
+pub fn encode_value_list<V: AsRef<[u8]>>(values: &[Option<V>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_u32(&mut out, values.len());
+    for value in values {
+        match value {
+            None => put_u32(&mut out, 0),
+            Some(v) => {
+                put_u32(&mut out, 1);
+                put_u32(&mut out, v.as_ref().len());
+                out.extend_from_slice(v.as_ref());
+            }
+        }
+    }
+    out
+}
+
+/// Decodes a value list; `None` if it is malformed.
+pub fn decode_value_list(buf: &[u8]) -> Option<Vec<Option<Vec<u8>>>> {
+    let mut rest = buf;
+    let count = take_u32(&mut rest)?;
+    if usize::try_from(count).ok()? > rest.len() / 4 {
+        return None;
+    }
+    let mut values = Vec::new();
+    for _ in 0..count {
+        values.push(match take_u32(&mut rest)? {
+            0 => None,
+            1 => Some(take_bytes(&mut rest)?),
+            _ => return None,
+        });
+    }
+    rest.is_empty().then_some(values)
+}
+
 /// Reads a `u32 LE` from the front of `rest`.
 fn take_u32(rest: &mut &[u8]) -> Option<u32> {
     let (n, tail) = rest.split_first_chunk::<4>()?;
@@ -95,6 +169,43 @@ mod tests {
         ];
         for (buf, want) in table {
             assert_eq!(decode_key_page(buf), want, "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn key_and_value_lists_decode_and_round_trip() {
+        let keys: [Vec<Vec<u8>>; 3] =
+            [vec![], vec![Vec::new()], vec![b"a".to_vec(), vec![0, 0xff]]];
+        for list in keys {
+            assert_eq!(decode_key_list(&encode_key_list(&list)), Some(list));
+        }
+        let values: [Vec<Option<Vec<u8>>>; 3] = [
+            vec![],
+            vec![None],
+            vec![Some(Vec::new()), None, Some(b"v".to_vec())],
+        ];
+        for list in values {
+            assert_eq!(decode_value_list(&encode_value_list(&list)), Some(list));
+        }
+        let malformed: [&[u8]; 6] = [
+            b"",
+            b"\x01\0\0\0",
+            b"\x01\0\0\0\x05\0\0\0a",
+            b"\0\0\0\0x",
+            b"\xff\xff\xff\xff\0\0\0\0",
+            b"\x01\0\0\0\x01\0\0\0ab",
+        ];
+        for buf in malformed {
+            assert_eq!(decode_key_list(buf), None, "{buf:?}");
+        }
+        let malformed: [&[u8]; 4] = [
+            b"\x01\0\0\0\x02\0\0\0",
+            b"\x01\0\0\0\x01\0\0\0\x02\0\0\0a",
+            b"\x02\0\0\0\0\0\0\0",
+            b"\xff\xff\xff\xff",
+        ];
+        for buf in malformed {
+            assert_eq!(decode_value_list(buf), None, "{buf:?}");
         }
     }
 

@@ -109,6 +109,7 @@ pub mod host {
             limit: i32,
             out: *mut u8,
         ) -> i32;
+        fn kv_get_many(keys_ptr: *const u8, keys_len: i32, out: *mut u8) -> i32;
         fn kv_increment(key_ptr: *const u8, key_len: i32, delta: i64, out: *mut i64) -> i32;
         fn kv_cas(
             key_ptr: *const u8,
@@ -203,6 +204,24 @@ pub mod host {
         // SAFETY: the ranges are live slices (or length -1), `out` is 8
         // writable bytes, all valid for the whole call.
         let status = unsafe { kv_list(pp, pl, ap, al, limit, out.as_mut_ptr()) };
+        if status != OK {
+            return (status, None);
+        }
+        // SAFETY: the host answered `OK`, so it filled `out`.
+        (status, Some(unsafe { take_out(out) }))
+    }
+
+    /// `kv_get_many`, given the encoded key list: the status and, on `OK`,
+    /// the encoded value list.
+    pub fn get_many(keys: &[u8]) -> (i32, Option<Vec<u8>>) {
+        let (kp, kl) = match arg(keys) {
+            Ok(a) => a,
+            Err(status) => return (status, None),
+        };
+        let mut out = [0u8; OUT_SLOT_LEN];
+        // SAFETY: `kp..kp+kl` is a live slice and `out` 8 writable bytes,
+        // both valid for the whole call.
+        let status = unsafe { kv_get_many(kp, kl, out.as_mut_ptr()) };
         if status != OK {
             return (status, None);
         }

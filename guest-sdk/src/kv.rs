@@ -21,7 +21,8 @@
 
 use std::fmt;
 
-use wasmhost_abi::{decode_key_page, status};
+use wasmhost_abi::limits::MAX_GET_MANY_KEYS;
+use wasmhost_abi::{decode_key_page, decode_value_list, encode_key_list, status};
 
 #[cfg(target_arch = "wasm32")]
 use crate::ffi::host as backend;
@@ -160,6 +161,32 @@ pub fn list(prefix: &[u8], after: Option<&[u8]>, limit: u32) -> Result<Page, KvE
     }
 }
 
+/// The values of `keys`, in their order (`None` for a key without one), in
+/// as few host calls as the limits allow: one for up to 1000 keys whose
+/// values total at most 8 MiB. Values read in one call come from one point
+/// in time.
+pub fn get_many<K: AsRef<[u8]>>(keys: &[K]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+    let mut values = Vec::with_capacity(keys.len());
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let batch = &rest[..rest.len().min(MAX_GET_MANY_KEYS)];
+        let got = match backend::get_many(&encode_key_list(batch)) {
+            (status::OK, Some(buf)) => {
+                decode_value_list(&buf).ok_or(KvError::Unexpected(status::OK))?
+            }
+            (status::OK, None) => return Err(KvError::Unexpected(status::OK)),
+            (other, _) => return Err(KvError::from_status(other)),
+        };
+        // The host answers at least one value, and never more than asked.
+        if got.is_empty() || got.len() > batch.len() {
+            return Err(KvError::Unexpected(status::OK));
+        }
+        rest = &rest[got.len()..];
+        values.extend(got);
+    }
+    Ok(values)
+}
+
 /// Every key starting with `prefix`, ascending, reading page after page.
 pub fn list_all(prefix: &[u8]) -> Result<Vec<Vec<u8>>, KvError> {
     let mut keys = Vec::new();
@@ -198,6 +225,36 @@ pub fn cas(key: &[u8], expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn get_many_reads_in_order_across_calls_and_within_the_byte_budget() {
+        crate::native::reset();
+        let keys: Vec<Vec<u8>> = (0..2500).map(|i| format!("k{i:04}").into_bytes()).collect();
+        for key in keys.iter().step_by(2) {
+            set(key, key).unwrap();
+        }
+        // More keys than one call takes: answered in order, absent as None.
+        let values = get_many(&keys).unwrap();
+        assert_eq!(values.len(), keys.len());
+        for (i, (key, value)) in keys.iter().zip(&values).enumerate() {
+            assert_eq!(value.as_ref(), (i % 2 == 0).then_some(key), "{i}");
+        }
+        // Values beyond the 8 MiB budget of one call come in the next.
+        crate::native::reset();
+        let big = vec![7u8; 1024 * 1024];
+        let names: Vec<String> = (0..10).map(|i| format!("big{i}")).collect();
+        for name in &names {
+            set(name.as_bytes(), &big).unwrap();
+        }
+        let values = get_many(&names).unwrap();
+        assert_eq!(values.len(), 10);
+        assert!(values.iter().all(|v| v.as_deref() == Some(&big[..])));
+        assert_eq!(
+            get_many::<&[u8]>(&[]).unwrap(),
+            Vec::<Option<Vec<u8>>>::new()
+        );
+        assert_eq!(get_many(&[vec![0u8; 2000]]), Err(KvError::KeyTooLarge));
+    }
 
     #[test]
     fn get_set_delete() {

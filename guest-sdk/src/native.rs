@@ -19,9 +19,10 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use wasmhost_abi::limits::{
-    MAX_KEY_LEN, MAX_KEYS_PER_APP, MAX_LIST_PAGE, MAX_USER_FIELD_LEN, MAX_VALUE_LEN,
+    MAX_GET_MANY_BYTES, MAX_GET_MANY_KEYS, MAX_KEY_LEN, MAX_KEYS_PER_APP, MAX_LIST_PAGE,
+    MAX_USER_FIELD_LEN, MAX_VALUE_LEN,
 };
-use wasmhost_abi::{encode_key_page, status};
+use wasmhost_abi::{decode_key_list, encode_key_page, encode_value_list, status};
 
 use crate::request::User;
 
@@ -126,6 +127,35 @@ pub(crate) fn list(prefix: &[u8], after: Option<&[u8]>, limit: u32) -> (i32, Opt
     let next = keys.last().filter(|_| more).map(Vec::as_slice);
     let out = encode_key_page(&keys, next);
     (status::OK, Some(out))
+}
+
+/// As the host's `kv_get_many`: the encoded key list in, the encoded value
+/// list out, with the same key count and byte limits.
+pub(crate) fn get_many(keys: &[u8]) -> (i32, Option<Vec<u8>>) {
+    let Some(keys) = decode_key_list(keys) else {
+        return (status::BAD_ARGUMENT, None);
+    };
+    if keys.len() > MAX_GET_MANY_KEYS {
+        return (status::BAD_ARGUMENT, None);
+    }
+    if keys.iter().any(|k| k.len() > MAX_KEY_LEN) {
+        return (status::KEY_TOO_LARGE, None);
+    }
+    let values = with_store(|s| {
+        let mut values: Vec<Option<Vec<u8>>> = Vec::new();
+        let mut total = 0usize;
+        for key in &keys {
+            let value = s.get(key).cloned();
+            let len = value.as_ref().map_or(0, Vec::len);
+            if !values.is_empty() && total + len > MAX_GET_MANY_BYTES {
+                break;
+            }
+            total += len;
+            values.push(value);
+        }
+        values
+    });
+    (status::OK, Some(encode_value_list(&values)))
 }
 
 pub(crate) fn increment(key: &[u8], delta: i64) -> (i32, i64) {

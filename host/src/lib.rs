@@ -7,6 +7,7 @@
 pub mod fsutil;
 pub mod http;
 pub mod limits;
+pub mod pause;
 pub mod router;
 
 pub mod config;

@@ -55,6 +55,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
 /// is unbounded).
 pub const DEFAULT_MAX_PENDING: usize = 1024;
 
+/// Most requests asleep at once with their run slot lent (guests sleeping in
+/// `poll_oneoff`): each still holds a thread and an instance, so this bounds
+/// the threads and pooled instances sleeping guests can take, beyond `workers`.
+pub const MAX_PARKED: usize = 256;
+
 /// How long shutdown waits for in-flight requests before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 

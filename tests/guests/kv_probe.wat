@@ -5,10 +5,13 @@
 ;;   "g"         kv_get("k")
 ;;   "K<key>"    kv_set(key, "")  (to probe key limits)
 ;;   "d"         kv_delete("k")
+;;   "m<keys>"   kv_get_many(keys): <keys> is an encoded key list, the value
+;;               read back the encoded value list
 (module
   (import "wasmhost" "kv_get" (func $kv_get (param i32 i32 i32) (result i32)))
   (import "wasmhost" "kv_set" (func $kv_set (param i32 i32 i32 i32) (result i32)))
   (import "wasmhost" "kv_delete" (func $kv_delete (param i32 i32) (result i32)))
+  (import "wasmhost" "kv_get_many" (func $kv_get_many (param i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $bump (mut i32) (i32.const 4096))
   (data (i32.const 16) "k")
@@ -46,6 +49,14 @@
     (if (i32.eq (local.get $op) (i32.const 103)) ;; 'g'
       (then
         (local.set $st (call $kv_get (i32.const 16) (i32.const 1) (i32.const 64)))
+        (if (i32.eqz (local.get $st))
+          (then
+            (local.set $vptr (i32.load (i32.const 64)))
+            (local.set $vlen (i32.load (i32.const 68)))))))
+    (if (i32.eq (local.get $op) (i32.const 109)) ;; 'm'
+      (then
+        (local.set $st (call $kv_get_many (i32.add (local.get $body) (i32.const 1))
+          (i32.sub (local.get $blen) (i32.const 1)) (i32.const 64)))
         (if (i32.eqz (local.get $st))
           (then
             (local.set $vptr (i32.load (i32.const 64)))

@@ -7,6 +7,7 @@ mod browser;
 mod c_guest;
 mod cli;
 mod crash;
+mod fairness;
 mod guests;
 mod hotswap;
 mod http;

@@ -67,6 +67,42 @@ fn each_app_sees_only_its_own_keys() {
 }
 
 #[test]
+fn get_many_reads_several_keys_of_its_own_app_in_one_call_and_refuses_bad_lists() {
+    use wasmhost_abi::limits::MAX_GET_MANY_KEYS;
+    use wasmhost_abi::{decode_value_list, encode_key_list};
+    let dir = tempfile::tempdir().unwrap();
+    let routes = two_probes(dir.path());
+    let server = TestServer::start_in(dir, routes, |_| {});
+    assert_eq!(probe(&server, "alpha", b"salpha's").0, OK);
+    assert_eq!(probe(&server, "beta", b"sbeta's").0, OK);
+    let many = |app: &str, keys: &[&[u8]]| {
+        let mut command = b"m".to_vec();
+        command.extend(encode_key_list(keys));
+        let (st, buf) = probe(&server, app, &command);
+        assert_eq!(st, OK, "kv_get_many for {app}");
+        decode_value_list(&buf).expect("a value list")
+    };
+    // The key "k" is each app's own; "nothing" is absent; order is kept.
+    assert_eq!(
+        many("alpha", &[b"nothing", b"k", b"k"]),
+        [None, Some(b"alpha's".to_vec()), Some(b"alpha's".to_vec())]
+    );
+    assert_eq!(many("beta", &[b"k"]), [Some(b"beta's".to_vec())]);
+    assert_eq!(many("beta", &[]), Vec::<Option<Vec<u8>>>::new());
+    // A list that does not decode, too many keys, a key too long.
+    let bad_argument = status::BAD_ARGUMENT as u8;
+    assert_eq!(probe(&server, "alpha", b"m\x02\0\0\0").0, bad_argument);
+    let too_many: Vec<&[u8]> = vec![b"k"; MAX_GET_MANY_KEYS + 1];
+    let mut command = b"m".to_vec();
+    command.extend(encode_key_list(&too_many));
+    assert_eq!(probe(&server, "alpha", &command).0, bad_argument);
+    let long = vec![b'k'; 2000];
+    let mut command = b"m".to_vec();
+    command.extend(encode_key_list(&[&long[..]]));
+    assert_eq!(probe(&server, "alpha", &command).0, KEY_TOO_LARGE);
+}
+
+#[test]
 fn huge_keys_and_values_are_refused_to_the_guest_only() {
     let dir = tempfile::tempdir().unwrap();
     let routes = two_probes(dir.path());

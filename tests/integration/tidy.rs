@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     // Leaves: pure, no I/O beyond their own purpose, no Wasm, no sockets.
     ("limits", &[]),
+    ("pause", &[]),
     ("router", &[]),
     ("fsutil", &[]),
     ("http", &["limits"]),
@@ -22,12 +23,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The sandbox (the Wasm runtime) and static files.
     (
         "sandbox",
-        &["config", "storage", "sessions", "fsutil", "http", "limits"],
+        &[
+            "config", "storage", "sessions", "fsutil", "http", "limits", "pause",
+        ],
     ),
     ("static_files", &["http", "limits"]),
     // The network layer: sockets, event loop, admission, workers. It knows
     // the application only through its own `Handler` trait.
-    ("net", &["http", "limits"]),
+    ("net", &["http", "limits", "pause"]),
     // The application layer: what a request means.
     (
         "app",

@@ -58,6 +58,27 @@ fn module(imports: &str, handle: &str, extra: &str) -> String {
     )
 }
 
+/// Sleeps `millis` in `poll_oneoff` (one relative clock subscription), then
+/// answers 200: the attacker of the fairness benchmark.
+#[allow(dead_code, reason = "used by the fairness binary only")]
+pub fn sleeper(millis: u64) -> String {
+    let nanos = millis * 1_000_000;
+    module(
+        r#"(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"#,
+        &format!(
+            r#"(i64.store (i32.const 256) (i64.const 7))
+    (i32.store8 (i32.const 264) (i32.const 0))
+    (i32.store (i32.const 272) (i32.const 1))
+    (i64.store (i32.const 280) (i64.const {nanos}))
+    (i64.store (i32.const 288) (i64.const 0))
+    (i32.store16 (i32.const 296) (i32.const 0))
+    (local.set $r (call $poll (i32.const 256) (i32.const 320) (i32.const 1) (i32.const 360)))
+    (call $ok (i32.const 360) (i32.const 8))"#
+        ),
+        "",
+    )
+}
+
 /// Loops forever: stopped by its `cpu_time` limit (504).
 pub fn spin() -> String {
     module("", "(loop $l (br $l)) unreachable", "")

@@ -159,7 +159,10 @@ pub fn start(mut options: Options) -> anyhow::Result<net::ServerHandle> {
 /// The WebAssembly runtime sized for the server's workers (shared by `start`
 /// and `start_host`).
 pub fn new_runtime(options: &Options) -> anyhow::Result<Arc<crate::sandbox::Runtime>> {
-    let slots = u32::try_from(options.server.workers * 2 + 16).unwrap_or(u32::MAX);
+    // Instances in flight: one per run slot and one per sleeping request
+    // (`limits::MAX_PARKED`), with room for load probes and the swap.
+    let slots = u32::try_from(options.server.workers * 2 + crate::limits::MAX_PARKED + 16)
+        .unwrap_or(u32::MAX);
     // Compiled modules are cached next to the data, as an absolute path
     // (wasmtime's cache requires one).
     let cache = match &options.data_dir {

@@ -30,6 +30,12 @@ pub const MAX_BUFFERED_AHEAD: usize = MAX_HEADER_SECTION + IO_CHUNK;
 /// The interim response sent to a client that asked for `Expect: 100-continue`.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// Most bytes reserved for a body before any of it arrives: the announced
+/// `Content-Length` is the client's word, so a larger body grows its buffer
+/// as its bytes come instead of reserving the whole (found by fuzzing: an
+/// announced length near `u64::MAX` with no limit aborted on allocation).
+const MAX_BODY_RESERVE: usize = 64 * 1024;
+
 /// The connection's deadlines (defaults in `limits.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -339,7 +345,9 @@ impl<T> Connection<T> {
             self.queue_raw(CONTINUE.to_vec());
         }
         let capacity = match &progress {
-            BodyProgress::Remaining(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+            BodyProgress::Remaining(n) => usize::try_from(*n)
+                .unwrap_or(usize::MAX)
+                .min(MAX_BODY_RESERVE),
             BodyProgress::Chunked(_) => 0,
         };
         self.phase = Phase::Body(Box::new(BodyState {

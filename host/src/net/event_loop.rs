@@ -2,8 +2,9 @@
 
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,10 +16,11 @@ use threadpool::ThreadPool;
 use crate::http::conn::{Event, Job, Routed};
 use crate::http::date::DateCache;
 use crate::http::{Request, Response};
-use crate::limits::IO_CHUNK;
+use crate::limits::{IO_CHUNK, MAX_PARKED};
 
 use super::ServerConfig;
 use super::admission::{Admission, Admit, Permit};
+use super::gate::{Gate, Message, Turn};
 use super::handler::{AccessNote, Answer, Handler, Lane, Plan, Refusal};
 use super::socket::Conn;
 use super::status::{self, NetFailure};
@@ -65,6 +67,8 @@ struct Done {
     keep_alive: bool,
     /// The admission permit the request held, to give back.
     permit: Option<Permit>,
+    /// Whether it ended with its slot lent (it gave up waiting for one).
+    parked: bool,
 }
 
 pub(super) struct EventLoop<H: Handler> {
@@ -78,12 +82,14 @@ pub(super) struct EventLoop<H: Handler> {
     conns: Slab<Conn<Ticket<H::Ticket>>>,
     next_generation: u64,
     pool: ThreadPool,
-    done_tx: Sender<Done>,
-    done_rx: Receiver<Done>,
+    done_tx: Sender<Message<Done>>,
+    done_rx: Receiver<Message<Done>>,
+    /// Requests asleep with their slot lent, server-wide (their gates count).
+    sleepers: Arc<AtomicUsize>,
     /// Requests at workers whose answer has not come back.
     in_flight: usize,
     /// Per-app admission: the one place it is decided.
-    admission: Admission<Queued<H::Ticket>>,
+    admission: Admission<Queued<H::Ticket>, Arc<Turn>>,
     /// Read buffer shared by all connections (reads are copied out at once).
     scratch: Vec<u8>,
     date: DateCache,
@@ -100,8 +106,10 @@ impl<H: Handler> EventLoop<H> {
     ) -> io::Result<EventLoop<H>> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        // A thread per run slot, and one for each request that may sleep
+        // with its slot lent (docs/ARCHITECTURE.md, "Execution model").
         let pool = threadpool::Builder::new()
-            .num_threads(config.workers.max(1))
+            .num_threads(config.workers.max(1) + MAX_PARKED)
             .thread_name("worker".into())
             .thread_stack_size(config.worker_stack)
             .build();
@@ -119,6 +127,7 @@ impl<H: Handler> EventLoop<H> {
             pool,
             done_tx,
             done_rx,
+            sleepers: Arc::new(AtomicUsize::new(0)),
             in_flight: 0,
             scratch: vec![0; IO_CHUNK],
             date: DateCache::default(),
@@ -372,32 +381,54 @@ impl<H: Handler> EventLoop<H> {
         self.answer(owner, answer.response, head_only, keep_alive, now);
     }
 
-    /// Gives a permit back and starts its app's longest-waiting request;
-    /// waiters whose client left are dropped, expired ones get 503.
-    fn release(&mut self, permit: Permit, now: Instant) {
-        let conns = &self.conns;
-        let released = self.admission.release(permit, now, |q| {
-            conns.get(q.owner.key).is_some_and(|c| {
-                c.generation == q.owner.generation && c.proto.is_waiting() && !c.proto.peer_closed()
-            })
-        });
-        for q in released.gone {
-            // The client left while its request waited: nobody would read
-            // the answer, so the guest never runs.
-            if self
-                .conns
-                .get(q.owner.key)
-                .is_some_and(|c| c.generation == q.owner.generation)
-            {
-                self.close(q.owner.key);
+    /// Gives a permit back and hands the freed slot on.
+    fn release(&mut self, permit: Permit, parked: bool, now: Instant) {
+        self.admission.release(permit, parked);
+        self.fill(now);
+    }
+
+    /// Hands free slots out (admission's rules): starts queued requests,
+    /// gives woken sleepers their slot back; waiters whose client left are
+    /// dropped, expired ones get 503.
+    fn fill(&mut self, now: Instant) {
+        loop {
+            let conns = &self.conns;
+            let filled = self.admission.fill(now, |q| {
+                conns.get(q.owner.key).is_some_and(|c| {
+                    c.generation == q.owner.generation
+                        && c.proto.is_waiting()
+                        && !c.proto.peer_closed()
+                })
+            });
+            for q in filled.gone {
+                // The client left while its request waited: nobody would
+                // read the answer, so the guest never runs.
+                if self
+                    .conns
+                    .get(q.owner.key)
+                    .is_some_and(|c| c.generation == q.owner.generation)
+                {
+                    self.close(q.owner.key);
+                }
             }
-        }
-        for (q, refusal) in released.expired {
-            self.refuse(q, &refusal, now);
-        }
-        if let Some((permit, q)) = released.run {
-            let waited = now.saturating_duration_since(q.since);
-            self.execute(q.owner, q.job, Some(permit), waited, now);
+            for (q, refusal) in filled.expired {
+                self.refuse(q, &refusal, now);
+            }
+            for (permit, q) in filled.run {
+                let waited = now.saturating_duration_since(q.since);
+                self.execute(q.owner, q.job, Some(permit), waited, now);
+            }
+            let mut lost = false;
+            for (key, turn) in filled.resume {
+                if !turn.grant() {
+                    // It stopped waiting (its deadline passed): parked again.
+                    self.admission.ungrant(&key);
+                    lost = true;
+                }
+            }
+            if !lost {
+                return;
+            }
         }
     }
 
@@ -454,7 +485,16 @@ impl<H: Handler> EventLoop<H> {
         let handler = self.handler.clone();
         let tx = self.done_tx.clone();
         let waker = self.waker.clone();
+        let sleepers = self.sleepers.clone();
         self.pool.execute(move || {
+            let gate = permit.as_ref().map(|p| {
+                Rc::new(Gate::new(
+                    p.key().clone(),
+                    tx.clone(),
+                    waker.clone(),
+                    sleepers,
+                ))
+            });
             let started = Instant::now();
             let Job {
                 ticket,
@@ -462,8 +502,11 @@ impl<H: Handler> EventLoop<H> {
                 head_only,
                 keep_alive,
             } = job;
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                handler.handle(ticket.ticket, &request)
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| match &gate {
+                Some(gate) => {
+                    crate::pause::during(gate.clone(), || handler.handle(ticket.ticket, &request))
+                }
+                None => handler.handle(ticket.ticket, &request),
             }));
             let answer = result.unwrap_or_else(|_| {
                 tracing::error!(path = %request.path, "handler panicked");
@@ -477,29 +520,45 @@ impl<H: Handler> EventLoop<H> {
                 }
             });
             access_log(&request, &answer, started, Some(waited));
-            let _ = tx.send(Done {
+            let parked = gate.as_ref().is_some_and(|g| g.parked());
+            let _ = tx.send(Message::Done(Done {
                 owner,
                 response: answer.response,
                 head_only,
                 keep_alive,
                 permit,
-            });
+                parked,
+            }));
             let _ = waker.wake();
         });
     }
 
+    /// Takes in what the workers said: answers, and requests that went to
+    /// sleep or woke up.
     fn collect_done(&mut self, now: Instant) {
-        while let Ok(done) = self.done_rx.try_recv() {
-            self.in_flight -= 1;
-            self.answer(
-                done.owner,
-                done.response,
-                done.head_only,
-                done.keep_alive,
-                now,
-            );
-            if let Some(permit) = done.permit {
-                self.release(permit, now);
+        while let Ok(message) = self.done_rx.try_recv() {
+            match message {
+                Message::Done(done) => {
+                    self.in_flight -= 1;
+                    self.answer(
+                        done.owner,
+                        done.response,
+                        done.head_only,
+                        done.keep_alive,
+                        now,
+                    );
+                    if let Some(permit) = done.permit {
+                        self.release(permit, done.parked, now);
+                    }
+                }
+                Message::Park(key) => {
+                    self.admission.park(&key);
+                    self.fill(now);
+                }
+                Message::Resume(key, turn) => {
+                    self.admission.resume(&key, turn, now);
+                    self.fill(now);
+                }
             }
         }
     }

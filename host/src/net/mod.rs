@@ -4,6 +4,7 @@
 
 pub mod admission;
 mod event_loop;
+mod gate;
 pub mod handler;
 mod socket;
 pub mod status;

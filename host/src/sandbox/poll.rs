@@ -14,6 +14,11 @@ use wasmtime::{Caller, Trap};
 
 use super::{GuestState, Stop};
 
+/// Shortest sleep for which a guest lends its run slot to another request
+/// (`crate::pause`): lending and taking it back cost two trips through the
+/// event loop, tens of microseconds, not worth it for a shorter nap.
+const PARK_AFTER: Duration = Duration::from_millis(1);
+
 /// Most subscriptions in one call: wasi-libc polls a handful at once, and
 /// reading each costs host time that no epoch can interrupt.
 const MAX_SUBSCRIPTIONS: usize = 1024;
@@ -98,9 +103,14 @@ pub(super) fn poll_oneoff(
     let timing = &caller.data().timing;
     let left = timing.wall_limit.saturating_sub(timing.started.elapsed());
     let slept_from = Instant::now();
+    let deadline = slept_from + left;
+    // While it sleeps, its run slot serves another request (docs/ARCHITECTURE.md,
+    // "Execution model"); it needs one again to go on.
+    let lent = shortest.min(left) >= PARK_AFTER && crate::pause::park();
     if shortest >= left {
         // Sleeping that long would outlive the request: sleep to the deadline
         // (the client gets its answer then, not earlier) and stop the guest.
+        // Its slot stays lent: what is left is the host's error answer.
         std::thread::sleep(left);
         let timing = &mut caller.data_mut().timing;
         timing.waited += slept_from.elapsed();
@@ -108,6 +118,13 @@ pub(super) fn poll_oneoff(
         return Err(Trap::Interrupt.into());
     }
     std::thread::sleep(shortest);
+    if lent && !crate::pause::resume(deadline) {
+        // No slot came back before the wall deadline: stop the guest.
+        let timing = &mut caller.data_mut().timing;
+        timing.waited += slept_from.elapsed();
+        timing.stop = Some(Stop::Wall(timing.started.elapsed()));
+        return Err(Trap::Interrupt.into());
+    }
     caller.data_mut().timing.waited += slept_from.elapsed();
     let mut written = 0u32;
     for (userdata, wait) in waits {

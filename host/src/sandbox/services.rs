@@ -3,10 +3,12 @@
 use std::sync::Arc;
 
 use wasmhost_abi::imports::{
-    self, ABSENT_LEN, HOST_MODULE, KV_CAS, KV_DELETE, KV_GET, KV_INCREMENT, KV_LIST, KV_SET,
-    SESSION_END, SESSION_START,
+    self, ABSENT_LEN, HOST_MODULE, KV_CAS, KV_DELETE, KV_GET, KV_GET_MANY, KV_INCREMENT, KV_LIST,
+    KV_SET, SESSION_END, SESSION_START,
 };
+use wasmhost_abi::limits::{MAX_GET_MANY_BYTES, MAX_GET_MANY_KEYS};
 use wasmhost_abi::status::{ABSENT, BAD_ARGUMENT, MISMATCH, NO_MEMORY, NOT_GRANTED, OK};
+use wasmhost_abi::{decode_key_list, encode_value_list};
 use wasmhost_abi::{encode_key_page, exports};
 use wasmtime::{Caller, Linker, Memory};
 
@@ -42,6 +44,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap(HOST_MODULE, KV_SET.name, kv_set)?;
     linker.func_wrap(HOST_MODULE, KV_DELETE.name, kv_delete)?;
     linker.func_wrap(HOST_MODULE, KV_LIST.name, kv_list)?;
+    linker.func_wrap(HOST_MODULE, KV_GET_MANY.name, kv_get_many)?;
     linker.func_wrap(HOST_MODULE, KV_INCREMENT.name, kv_increment)?;
     linker.func_wrap(HOST_MODULE, KV_CAS.name, kv_cas)?;
     linker.func_wrap(HOST_MODULE, SESSION_START.name, session_start)?;
@@ -178,6 +181,29 @@ fn kv_delete(
         let existed = store.delete(&ns, &key).map_err(|e| code(&e))?;
         Ok(if existed { OK } else { ABSENT })
     })
+}
+
+fn kv_get_many(
+    mut caller: Caller<'_, GuestState>,
+    keys_ptr: i32,
+    keys_len: i32,
+    out: i32,
+) -> wasmtime::Result<i32> {
+    let values = (|| {
+        let (store, ns) = kv(&caller)?;
+        let buf = read(&mut caller, keys_ptr, keys_len)?;
+        let keys = decode_key_list(&buf).ok_or(BAD_ARGUMENT)?;
+        if keys.len() > MAX_GET_MANY_KEYS {
+            return Err(BAD_ARGUMENT);
+        }
+        store
+            .get_many(&ns, &keys, MAX_GET_MANY_BYTES)
+            .map_err(|e| code(&e))
+    })();
+    match values {
+        Ok(values) => give(&mut caller, &encode_value_list(&values), out),
+        Err(code) => Ok(code),
+    }
 }
 
 fn kv_list(

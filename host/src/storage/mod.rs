@@ -215,6 +215,17 @@ pub trait KvStore: Send + Sync {
         limit: usize,
     ) -> Result<Page, StorageError>;
 
+    /// The values of `keys`, in their order, read at one point in time (one
+    /// read transaction, or one lock): as many leading keys as have values
+    /// within `max_bytes` in all, and always at least the first key. A key
+    /// without a value reads as `None`.
+    fn get_many(
+        &self,
+        ns: &Namespace,
+        keys: &[Vec<u8>],
+        max_bytes: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>, StorageError>;
+
     /// Atomically adds `delta` to the decimal `i64` stored under `key` (a
     /// missing key counts as 0), stores the result as decimal ASCII and
     /// returns it.
@@ -230,6 +241,28 @@ pub trait KvStore: Send + Sync {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, StorageError>;
+}
+
+/// Collects values for `get_many` from `read`, one key at a time, until the
+/// next value would take the total past `max_bytes` (the first is always
+/// taken): the stopping rule both backends share.
+pub fn take_within(
+    keys: &[Vec<u8>],
+    max_bytes: usize,
+    mut read: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, StorageError>,
+) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+    let mut values = Vec::with_capacity(keys.len());
+    let mut total = 0usize;
+    for key in keys {
+        let value = read(key)?;
+        let len = value.as_ref().map_or(0, Vec::len);
+        if !values.is_empty() && total.saturating_add(len) > max_bytes {
+            break;
+        }
+        total = total.saturating_add(len);
+        values.push(value);
+    }
+    Ok(values)
 }
 
 /// Parses a counter as `increment` stores it: ASCII decimal with an optional
@@ -332,6 +365,20 @@ impl KvStore for MemoryStore {
     fn delete(&self, ns: &Namespace, key: &[u8]) -> Result<bool, StorageError> {
         self.limits.check_key(key)?;
         Ok(self.with_ns(ns, |map| map.remove(key).is_some()))
+    }
+
+    fn get_many(
+        &self,
+        ns: &Namespace,
+        keys: &[Vec<u8>],
+        max_bytes: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        for key in keys {
+            self.limits.check_key(key)?;
+        }
+        self.with_ns(ns, |map| {
+            take_within(keys, max_bytes, |key| Ok(map.get(key).cloned()))
+        })
     }
 
     fn list(
@@ -474,6 +521,49 @@ pub(crate) mod conformance {
             assert_eq!(s.get(&a, key).unwrap(), None);
         }
         assert_eq!(s.list(&a, b"", None, 0).unwrap(), Page::default());
+    }
+
+    pub(crate) fn get_many(make: Factory) {
+        let fx = make(Limits::default());
+        let s = &*fx.store;
+        let (a, b) = (ns("app"), ns("other"));
+        s.set(&a, b"k1", b"one").unwrap();
+        s.set(&a, b"", b"empty key").unwrap();
+        s.set(&a, b"k3", b"").unwrap();
+        s.set(&b, b"k2", b"b's").unwrap();
+        let keys: Vec<Vec<u8>> = [&b"k1"[..], b"k2", b"", b"k3", b"k1"]
+            .iter()
+            .map(|k| k.to_vec())
+            .collect();
+        // In order, absent keys as None, repeats answered again, the other
+        // namespace never seen.
+        let want = vec![
+            Some(b"one".to_vec()),
+            None,
+            Some(b"empty key".to_vec()),
+            Some(Vec::new()),
+            Some(b"one".to_vec()),
+        ];
+        assert_eq!(s.get_many(&a, &keys, MAX_VALUE_LEN).unwrap(), want);
+        assert_eq!(
+            s.get_many(&a, &[], MAX_VALUE_LEN).unwrap(),
+            Vec::<Option<Vec<u8>>>::new()
+        );
+        assert_eq!(
+            s.get_many(&b, &keys[..2], 3).unwrap(),
+            vec![None, Some(b"b's".to_vec())]
+        );
+        // The byte budget stops before the value that would take the total
+        // past it, but the first value always comes.
+        assert_eq!(s.get_many(&a, &keys, 3).unwrap(), want[..2]);
+        assert_eq!(s.get_many(&a, &keys[2..], 1).unwrap(), want[2..3]);
+        assert_eq!(s.get_many(&a, &keys, 0).unwrap(), want[..1]);
+        // Every key is checked: one too long refuses the call.
+        let long = vec![vec![0u8; MAX_KEY_LEN + 1]];
+        assert!(matches!(
+            s.get_many(&a, &long, MAX_VALUE_LEN),
+            Err(StorageError::KeyTooLarge { .. })
+        ));
     }
 
     pub(crate) fn namespace_isolation(make: Factory) {
@@ -980,6 +1070,10 @@ macro_rules! conformance_tests {
         #[test]
         fn increment() {
             $crate::storage::conformance::increment($factory);
+        }
+        #[test]
+        fn get_many() {
+            $crate::storage::conformance::get_many($factory);
         }
         #[test]
         fn compare_and_swap() {

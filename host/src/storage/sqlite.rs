@@ -252,6 +252,24 @@ impl KvStore for SqliteStore {
         current(&self.reader(), ns, key)
     }
 
+    fn get_many(
+        &self,
+        ns: &Namespace,
+        keys: &[Vec<u8>],
+        max_bytes: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        for key in keys {
+            self.limits.check_key(key)?;
+        }
+        // One read transaction: every value from the same snapshot, and one
+        // transaction's cost instead of one per key.
+        let mut reader = self.reader();
+        let tx = reader.transaction()?;
+        let values = super::take_within(keys, max_bytes, |key| current(&tx, ns, key))?;
+        tx.finish()?;
+        Ok(values)
+    }
+
     fn set(&self, ns: &Namespace, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
         self.limits.check_key(key)?;
         self.limits.check_value(value)?;

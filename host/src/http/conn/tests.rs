@@ -434,3 +434,36 @@ fn reading_pauses_while_a_request_waits_and_enough_is_buffered() {
     conn.read_closed();
     assert!(!conn.wants_input(), "nothing more once the peer closed");
 }
+
+#[test]
+fn an_announced_body_length_reserves_no_more_than_a_bounded_buffer() {
+    // Found by the `conn` fuzz target: the buffer was reserved for the whole
+    // announced length, so `Content-Length` near `u64::MAX` under a route
+    // without a limit aborted the process on allocation.
+    for length in [u64::MAX, u64::MAX / 2, 1 << 40, 10 * 1024 * 1024] {
+        let head = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {length}\r\n\r\nabc");
+        let now = Instant::now();
+        let mut conn = Connection::new(peer(), now);
+        conn.received(head.as_bytes(), now).expect("not lingering");
+        assert!(matches!(
+            conn.process(route(u64::MAX), now, DATE),
+            Event::NeedInput
+        ));
+        let Phase::Body(state) = &conn.phase else {
+            panic!("{length}: not reading the body");
+        };
+        assert_eq!(state.body, b"abc", "{length}");
+        assert!(
+            state.body.capacity() <= MAX_BODY_RESERVE,
+            "{length}: reserved {} bytes",
+            state.body.capacity()
+        );
+    }
+    // A body within the reserve still gets it all at once.
+    let (requests, _, _) = run(
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+        3,
+        10,
+    );
+    assert_eq!(requests[0].body, b"hello");
+}
