@@ -65,20 +65,39 @@ pub enum ParseError {
 }
 
 /// Parses the head at the start of `buf`.
+///
+/// The outcome depends on the bytes within the limits only, and an outcome
+/// other than `Partial` never changes as more bytes arrive: the connection
+/// parses whatever has arrived so far, so a refusal must not depend on how
+/// the bytes were split (the `conn` fuzz target checks this). So only the
+/// first `MAX_HEADER_SECTION` bytes are parsed, and a limit is exceeded only
+/// when the bytes within it hold no error of their own.
 pub fn parse_head(buf: &[u8]) -> Result<HeadParse, ParseError> {
-    // The request line limit is checked before httparse so that a long URL
-    // is answered 414 and not 431.
-    let line_end = buf.iter().position(|&b| b == b'\n');
-    match line_end {
-        Some(end) if end > MAX_REQUEST_LINE => return Err(ParseError::RequestLineTooLong),
-        None if buf.len() > MAX_REQUEST_LINE => return Err(ParseError::RequestLineTooLong),
-        _ => {}
+    let within = &buf[..buf.len().min(MAX_HEADER_SECTION)];
+    // The request line limit is checked before the header section's, so
+    // that a long URL is answered 414 and not 431. httparse skips empty
+    // lines before the request line (RFC 9112 §2.2), so the line is found
+    // after them too.
+    let line = request_line(within);
+    let line_end = line.iter().position(|&b| b == b'\n');
+    if line_end.unwrap_or(line.len()) > MAX_REQUEST_LINE {
+        let line_start = within.len() - line.len();
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut slots);
+        let limited = &within[..line_start + MAX_REQUEST_LINE];
+        return Err(match req.parse(limited) {
+            Err(e) if !version_may_follow(&e, request_line(limited)) => {
+                map_httparse_error(e, request_line(limited))
+            }
+            _ => ParseError::RequestLineTooLong,
+        });
     }
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
-    let status = match req.parse(buf) {
+    let status = match req.parse(within) {
         Ok(status) => status,
-        Err(e) => return Err(map_httparse_error(e, buf)),
+        Err(e) if version_may_follow(&e, line) => httparse::Status::Partial,
+        Err(e) => return Err(map_httparse_error(e, line)),
     };
     let len = match status {
         httparse::Status::Partial => {
@@ -89,9 +108,6 @@ pub fn parse_head(buf: &[u8]) -> Result<HeadParse, ParseError> {
         }
         httparse::Status::Complete(len) => len,
     };
-    if len > MAX_HEADER_SECTION {
-        return Err(ParseError::HeaderSectionTooLarge);
-    }
     // httparse accepts a bare LF as a line end; RFC 9112 allows refusing it,
     // and a server stricter than the proxies in front of it cannot be smuggled past.
     if buf[..len]
@@ -105,12 +121,43 @@ pub fn parse_head(buf: &[u8]) -> Result<HeadParse, ParseError> {
     Ok(HeadParse::Complete { head, len })
 }
 
-fn map_httparse_error(e: httparse::Error, buf: &[u8]) -> ParseError {
+/// Whether `e` may yet turn out not to be an error: httparse refuses a
+/// version other than 1.x as soon as one byte differs, but until the request
+/// line (`line`, incomplete) ends, it may still become `HTTP/2.0` (505) as
+/// well as garbage (400).
+fn version_may_follow(e: &httparse::Error, line: &[u8]) -> bool {
+    matches!(e, httparse::Error::Version) && !line.contains(&b'\n') && may_become_version(line)
+}
+
+/// `buf` from its request line on: without the empty lines httparse skips.
+fn request_line(buf: &[u8]) -> &[u8] {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    &buf[start..]
+}
+
+/// Whether an incomplete request line ends in what may still become
+/// `SP HTTP/d.d CR`: its third word is a prefix of that form.
+fn may_become_version(line: &[u8]) -> bool {
+    const FORM: &[u8] = b"HTTP/0.0\r";
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    parts.len() == 3
+        && parts[2].len() <= FORM.len()
+        && parts[2].iter().zip(FORM).all(|(&b, &f)| match f {
+            b'0' => b.is_ascii_digit(),
+            f => b == f,
+        })
+}
+
+/// Maps an httparse error; `line` is the input from the request line on.
+fn map_httparse_error(e: httparse::Error, line: &[u8]) -> ParseError {
     match e {
         httparse::Error::TooManyHeaders => ParseError::TooManyHeaders,
         httparse::Error::Version => {
             // "GET / HTTP/2.0" is a version we do not speak; anything else is garbage.
-            let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
             let is_version = |v: &[u8]| {
@@ -337,6 +384,12 @@ mod tests {
             "GET / HTTP/1.1\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\n\r",
+            // A version httparse refuses may still be `HTTP/2.0` (505) or
+            // garbage (400): wait for the end of the line (found by fuzzing).
+            "GET / HTTP/2",
+            "GET / HTTP/2.0",
+            "GET / HTTP/2.0\r",
+            "\r\nGET / HTTP/3.",
         ];
         for raw in table {
             assert_eq!(parse(raw), Ok(HeadParse::Partial), "{raw:?}");
@@ -436,6 +489,9 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", // invalid Host
             "GET nopath HTTP/1.1\r\nHost: a\r\n\r\n", // not origin-form
             "GET / HTTX/1.1\r\nHost: a\r\n\r\n",  // garbage version
+            "GET / HTTX",                         // garbage already
+            "GET / HTTP/2.0 \r\nHost: a\r\n\r\n", // not a version word
+            "GET / HTTP/2.0\rX",                  // nor is this
             "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", // fragment
             "GET * HTTP/1.1\r\nHost: a\r\n\r\n",  // asterisk outside OPTIONS
             "G@T / HTTP/1.1\r\nHost: a\r\n\r\n",  // bad method token
@@ -463,6 +519,12 @@ mod tests {
             "a".repeat(MAX_REQUEST_LINE)
         );
         let long_partial = format!("GET /{}", "a".repeat(MAX_REQUEST_LINE));
+        // Empty lines before the request line do not hide its length.
+        let long_after_blank = format!(
+            "\r\n\r\nGET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "a".repeat(MAX_REQUEST_LINE)
+        );
+        let long_partial_after_blank = format!("\r\nGET /{}", "a".repeat(MAX_REQUEST_LINE));
         let big_header = format!(
             "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
             "b".repeat(MAX_HEADER_SECTION)
@@ -476,6 +538,8 @@ mod tests {
         let table: &[(&str, ParseError)] = &[
             (&long_target, ParseError::RequestLineTooLong),
             (&long_partial, ParseError::RequestLineTooLong),
+            (&long_after_blank, ParseError::RequestLineTooLong),
+            (&long_partial_after_blank, ParseError::RequestLineTooLong),
             (&big_header, ParseError::HeaderSectionTooLarge),
             (&big_partial, ParseError::HeaderSectionTooLarge),
             (&many_headers, ParseError::TooManyHeaders),
@@ -491,6 +555,11 @@ mod tests {
                 "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
                 ParseError::UnsupportedVersion,
             ),
+            (
+                "\r\nGET / HTTP/2.0\r\nHost: a\r\n\r\n",
+                ParseError::UnsupportedVersion,
+            ),
+            ("GET / HTTP/2.0\r\n", ParseError::UnsupportedVersion),
             (
                 "GET / HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n",
                 ParseError::ExpectationFailed,

@@ -8,7 +8,8 @@
 //! - `fields.rs`: reading the request header fields the rest depends on;
 //! - `conditional.rs`: preconditions and entity-tag comparison (RFC 9110 §13);
 //! - `range.rs`: one byte range and If-Range (RFC 9110 §14);
-//! - `refusal.rs`: the one status table of this layer and the `Refusal`s.
+//! - `refusal.rs`: the one status table of this layer and the `Refusal`s;
+//! - `fuzzing.rs`: plain-typed entry points for the fuzz targets (`fuzz/`), not an API.
 //!
 //! The RFC logic is pure: `StaticDir::serve` reads the clock once per
 //! request and passes the time down.
@@ -20,6 +21,9 @@ mod range;
 mod refusal;
 mod resolve;
 mod validators;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(test)]
 mod fixture;

@@ -20,18 +20,23 @@ pub(super) struct Validators {
 impl Validators {
     /// The validators of a file with metadata `meta`, at time `now`.
     pub(super) fn of(meta: &Metadata, now: SystemTime) -> Validators {
-        let len = meta.len();
+        Validators::from_parts(meta.len(), meta.modified().ok(), now)
+    }
+
+    /// The validators of a file of `len` bytes modified at `mtime` (`None`:
+    /// unknown), at time `now`.
+    pub(super) fn from_parts(len: u64, mtime: Option<SystemTime>, now: SystemTime) -> Validators {
         // A Last-Modified in the future must be replaced by the current time (RFC 9110 §8.8.2.1).
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let (mtime_tag, last_modified) = match meta.modified() {
-            Ok(mtime) => match mtime.duration_since(UNIX_EPOCH) {
+        let (mtime_tag, last_modified) = match mtime {
+            Some(mtime) => match mtime.duration_since(UNIX_EPOCH) {
                 Ok(since) => (
                     format!("{:x}", since.as_nanos()),
                     Some(since.as_secs().min(now)).filter(|&s| s < HTTP_DATE_END_SECS),
                 ),
                 Err(before) => (format!("-{:x}", before.duration().as_nanos()), None),
             },
-            Err(_) => ("0".to_owned(), None),
+            None => ("0".to_owned(), None),
         };
         Validators {
             etag: format!("\"{mtime_tag}-{len:x}\""),

@@ -174,6 +174,48 @@ fn each_malformed_head_is_answered_with_its_status_and_closes() {
 }
 
 #[test]
+fn a_refused_head_gets_the_same_status_however_its_bytes_are_split() {
+    // Found by the `conn` fuzz target: `HTTP/2` arriving before `.0` was
+    // answered 400 (garbage) where the whole line is answered 505; a
+    // request line whose first bytes are garbage was answered 400 when they
+    // arrived alone and 414 when the whole long line came at once.
+    let long_after_blank = format!("\r\nGET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(9000));
+    let garbage_then_long = [b"G\x02T /".as_slice(), &[b'a'; 9000], b" HTTP/1.1\r\n\r\n"].concat();
+    let long_then_garbage = [b"GET /".as_slice(), &[b'a'; 9000], b"\x02 HTTP/1.1\r\n\r\n"].concat();
+    let headers_then_garbage = [
+        b"GET / HTTP/1.1\r\nHost: h\r\nX: ".as_slice(),
+        &[b'b'; 33000],
+        b"\r\nBad Name: v\r\n\r\n",
+    ]
+    .concat();
+    let table: Vec<(&[u8], u16)> = vec![
+        (b"GET / HTTP/2.0\r\n\r\n", 505),
+        (b"\r\nGET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+        (b"GET / HTTP/2.0 \r\n\r\n", 400),
+        (b"GET / HTTP/2.0\rX\r\n\r\n", 400),
+        (b"GET / HTTX/1.1\r\n\r\n", 400),
+        (long_after_blank.as_bytes(), 414),
+        // An error within the limits wins over a limit exceeded later, as it
+        // does when the bytes within the limit arrive alone.
+        (&garbage_then_long, 400),
+        (&long_then_garbage, 414),
+        (&headers_then_garbage, 431),
+    ];
+    for (input, status) in table {
+        for split in [1, 2, 3, 5, 7, 13, input.len()] {
+            let (requests, out, _) = run(input, split, 10);
+            assert!(requests.is_empty(), "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                statuses(&out),
+                [status],
+                "{} in pieces of {split}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}
+
+#[test]
 fn continue_is_sent_only_to_a_client_still_waiting_for_it() {
     let head = b"POST /u HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
     // The body has not arrived: the client waits for 100 Continue.
