@@ -562,7 +562,14 @@ fn uses_unsafe(code: &str) -> bool {
 #[test]
 fn no_unsafe_code_outside_the_sdks_ffi_module() {
     let mut violations = Vec::new();
-    for dir in ["host", "abi", "guest-sdk", "guest-web", "guest-apps", "fuzz"] {
+    for dir in [
+        "host",
+        "abi",
+        "guest-sdk",
+        "guest-web",
+        "guest-apps",
+        "fuzz",
+    ] {
         for file in rust_files(dir) {
             let rel = relative(&file);
             if UNSAFE_ALLOWED.contains(&rel.as_str()) {
