@@ -165,6 +165,32 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn a_request_keeps_its_slot_when_the_sleepers_budget_is_spent() {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker"));
+        let (tx, rx) = std::sync::mpsc::channel::<Message<()>>();
+        let sleepers = Arc::new(AtomicUsize::new(MAX_PARKED));
+        let gate = Gate::new(Arc::from("a"), tx.clone(), waker.clone(), sleepers.clone());
+        assert!(!gate.park(), "parked beyond MAX_PARKED");
+        assert!(!gate.parked());
+        assert!(
+            rx.try_recv().is_err(),
+            "told the event loop of a park that did not happen"
+        );
+        // With room, it parks, says so, and counts itself.
+        sleepers.store(MAX_PARKED - 1, Ordering::SeqCst);
+        let gate = Gate::new(Arc::from("a"), tx, waker, sleepers.clone());
+        assert!(gate.park());
+        assert!(gate.parked());
+        assert!(matches!(rx.try_recv(), Ok(Message::Park(key)) if &*key == "a"));
+        assert_eq!(sleepers.load(Ordering::SeqCst), MAX_PARKED);
+        // Nobody grants: it gives up at its deadline, still parked, uncounted.
+        assert!(!gate.resume(Instant::now() + Duration::from_millis(20)));
+        assert!(gate.parked());
+        assert_eq!(sleepers.load(Ordering::SeqCst), MAX_PARKED - 1);
+    }
+
+    #[test]
     fn a_turn_is_granted_once_and_a_grant_after_giving_up_fails() {
         let turn = Arc::new(Turn::new());
         let t2 = turn.clone();
