@@ -1,9 +1,14 @@
-//! Builds every guest app (`guest-apps/*`) for wasm32-wasip1 so that `cargo run` and `cargo test` need no extra step.
+//! Builds every guest app (`guest-apps/*`) for wasm32-wasip1 and every test component (`guest-components/*`) for wasm32-wasip2 so that `cargo run` and `cargo test` need no extra step.
 //!
 //! The guests are built by a nested cargo into `<workspace>/target/guests`, a
 //! fixed place that `routes.json` refers to. A path constant is generated for
 //! each guest into `$OUT_DIR/guests.rs`; the integration tests include it, so
 //! a guest that no test uses is an unused constant and fails clippy.
+//!
+//! The components are a cargo workspace of their own (`guest-components/`,
+//! excluded from the main one), built by a second nested cargo into
+//! `<workspace>/target/components`; their constants (`COMPONENT_HELLO`, ...)
+//! go into the same `guests.rs`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -12,6 +17,9 @@ use std::process::Command;
 
 /// The guests' target triple.
 const TARGET: &str = "wasm32-wasip1";
+
+/// The components' target triple (rustc links a component there directly).
+const COMPONENT_TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     // A cargo-fuzz build (`--cfg fuzzing`, see fuzz/) links the library only:
@@ -22,7 +30,8 @@ fn main() {
             .expect("cannot write guests.rs");
         return;
     }
-    ensure_target_installed();
+    ensure_target_installed(TARGET);
+    ensure_target_installed(COMPONENT_TARGET);
 
     let manifest =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -32,7 +41,15 @@ fn main() {
         .to_owned();
     let target_dir = workspace.join("target").join("guests");
 
-    for dir in ["abi", "guest-sdk", "guest-web", "guest-apps", "Cargo.lock"] {
+    for dir in [
+        "abi",
+        "guest-sdk",
+        "guest-web",
+        "guest-apps",
+        "Cargo.lock",
+        "guest-components",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     println!("cargo:rerun-if-changed=build.rs");
@@ -45,19 +62,7 @@ fn main() {
     for app in &apps {
         cmd.args(["-p", app]);
     }
-    // Settings meant for the host build must not leak into the guest build.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_MAKEFLAGS",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
-        cmd.env_remove(var);
-    }
+    scrub_host_env(&mut cmd);
     let status = cmd
         .status()
         .expect("cannot run cargo to build the guest apps");
@@ -83,12 +88,94 @@ fn main() {
         )
         .unwrap();
     }
+    build_components(&workspace, &mut consts);
     let dest = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("guests.rs");
     std::fs::write(dest, consts).expect("cannot write guests.rs");
 }
 
-/// Makes sure the guests' standard library is installed for the toolchain
-/// building the host, adding it with rustup when it is not.
+/// Builds every crate of `guest-components/` for [`COMPONENT_TARGET`] into
+/// `<workspace>/target/components` and appends a path constant for each to
+/// `consts`, named after its package (`component-hello` is `COMPONENT_HELLO`).
+fn build_components(workspace: &Path, consts: &mut String) {
+    let components_dir = workspace.join("guest-components");
+    let target_dir = workspace.join("target").join("components");
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace)
+        .args(["build", "--release", "--target", COMPONENT_TARGET])
+        .arg("--manifest-path")
+        .arg(components_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    scrub_host_env(&mut cmd);
+    let status = cmd
+        .status()
+        .expect("cannot run cargo to build the guest components");
+    if !status.success() {
+        panic!(
+            "building the guest components for {COMPONENT_TARGET} failed (see the output above)"
+        );
+    }
+
+    let out_dir = target_dir.join(COMPONENT_TARGET).join("release");
+    // No test uses the components yet: without the allow, clippy fails on them.
+    for dir in crates_in(&components_dir) {
+        let package = package_name(&components_dir.join(&dir).join("Cargo.toml"));
+        let file = out_dir.join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(
+            file.is_file(),
+            "component {package} was built but {} is missing",
+            file.display()
+        );
+        let name = package.to_uppercase().replace('-', "_");
+        writeln!(
+            consts,
+            "#[allow(dead_code)]\npub const {name}: &str = {:?};",
+            file.display().to_string()
+        )
+        .unwrap();
+    }
+}
+
+/// Removes the settings meant for the host build, which must not leak into a
+/// nested guest build.
+fn scrub_host_env(cmd: &mut Command) {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+}
+
+/// The `name` of the `[package]` table of the manifest at `manifest`.
+///
+/// A line-based read is enough for the components' plain manifests, and
+/// keeps this script free of build-dependencies (see [`ensure_target_installed`]).
+fn package_name(manifest: &Path) -> String {
+    let text = std::fs::read_to_string(manifest)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", manifest.display()));
+    let mut in_package = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package
+            && let Some((key, value)) = line.split_once('=')
+            && key.trim() == "name"
+        {
+            return value.trim().trim_matches('"').to_owned();
+        }
+    }
+    panic!("{} has no [package] name", manifest.display());
+}
+
+/// Makes sure the standard library for `target` is installed for the
+/// toolchain building the host, adding it with rustup when it is not.
 ///
 /// rustup installs the `targets` of `rust-toolchain.toml` only when it
 /// installs the toolchain itself, not into a toolchain that was already there,
@@ -96,39 +183,39 @@ fn main() {
 /// script has no build-dependencies, so cargo runs it early, while the host's
 /// dependencies are still compiling: a missing target that cannot be added
 /// stops the build before the long compile is done.
-fn ensure_target_installed() {
-    if target_std_installed() {
+fn ensure_target_installed(target: &str) {
+    if target_std_installed(target) {
         return;
     }
     // Under rustup, RUSTUP_TOOLCHAIN names the toolchain cargo runs with, so
     // the target is added to that one (the pinned one) and not to a default.
     let mut cmd = Command::new("rustup");
-    cmd.args(["target", "add", TARGET]);
+    cmd.args(["target", "add", target]);
     if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
         cmd.arg("--toolchain").arg(toolchain);
     }
     let added = cmd.status().map(|s| s.success()).unwrap_or(false);
-    if !added || !target_std_installed() {
+    if !added || !target_std_installed(target) {
         eprintln!(
-            "error: the {TARGET} target is missing and `rustup target add {TARGET}` did not install it; run that command yourself, then build again"
+            "error: the {target} target is missing and `rustup target add {target}` did not install it; run that command yourself, then build again"
         );
         std::process::exit(1);
     }
     // Cargo repeats a build script's warnings on later builds, so this one
     // is worded to stay true then.
     println!(
-        "cargo:warning=the {TARGET} target was missing for this toolchain; added it with `rustup target add {TARGET}`"
+        "cargo:warning=the {target} target was missing for this toolchain; added it with `rustup target add {target}`"
     );
 }
 
-/// Whether `rustc --print sysroot` holds a standard library for [`TARGET`].
-fn target_std_installed() -> bool {
+/// Whether `rustc --print sysroot` holds a standard library for `target`.
+fn target_std_installed(target: &str) -> bool {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
         return false;
     };
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let lib = sysroot.join("lib").join("rustlib").join(TARGET).join("lib");
+    let lib = sysroot.join("lib").join("rustlib").join(target).join("lib");
     std::fs::read_dir(lib).is_ok_and(|entries| {
         entries.filter_map(Result::ok).any(|e| {
             e.file_name()

@@ -13,8 +13,8 @@ use crate::http::{Body, Request, Response};
 use crate::net::{AccessNote, Answer, Handler, Lane, Plan, Refusal, Rule};
 use wasmhost_abi::RouteMeta;
 
-use crate::sandbox::abi;
 use crate::sandbox::{GuestModule, Runtime};
+use crate::sandbox::{abi, component};
 use crate::sessions::{self, SessionAction, User};
 
 use super::cookies;
@@ -251,28 +251,31 @@ impl Dispatcher {
         outcome: &mut Outcome,
         metrics: &crate::app::metrics::AppMetrics,
     ) -> Response {
-        let route = RouteMeta {
-            app: Cow::Borrowed(&guest.app),
-            pattern: Cow::Borrowed(&matched.pattern),
-            params: matched
-                .params
-                .iter()
-                .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
-                .collect(),
-            rest: Cow::Borrowed(&matched.rest),
-        };
-        // The guest never sees the host's session token.
-        let meta = if identity.token.is_some() {
-            let mut headers = req.headers.clone();
-            sessions::strip_cookie(&mut headers);
-            abi::encode_guest_request(req, &headers, identity.user, &route)
-        } else {
-            abi::encode_guest_request(req, &req.headers, identity.user, &route)
-        };
         let started = Instant::now();
-        let (result, stats, action) =
+        let (result, stats, action) = if guest.is_component() {
+            self.call_component(guest, matched, req, identity)
+        } else {
+            let route = RouteMeta {
+                app: Cow::Borrowed(&guest.app),
+                pattern: Cow::Borrowed(&matched.pattern),
+                params: matched
+                    .params
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+                    .collect(),
+                rest: Cow::Borrowed(&matched.rest),
+            };
+            // The guest never sees the host's session token.
+            let meta = if identity.token.is_some() {
+                let mut headers = req.headers.clone();
+                sessions::strip_cookie(&mut headers);
+                abi::encode_guest_request(req, &headers, identity.user, &route)
+            } else {
+                abi::encode_guest_request(req, &req.headers, identity.user, &route)
+            };
             self.runtime
-                .invoke_with(guest, &meta, &req.body, identity.user.is_some());
+                .invoke_with(guest, &meta, &req.body, identity.user.is_some())
+        };
         outcome.guest = Some(stats);
         match result {
             Ok(g) => {
@@ -337,6 +340,45 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
+    /// Runs a `wasi:http` component: the request as sent, without the host's
+    /// session cookie, plus the host's `wasmhost-*` headers. A component has
+    /// no say over the session.
+    fn call_component(
+        &self,
+        guest: &GuestModule,
+        matched: &Matched,
+        req: &Request,
+        identity: &Identity<'_>,
+    ) -> (
+        Result<abi::GuestResponse, crate::sandbox::GuestError>,
+        crate::sandbox::CallStats,
+        Option<SessionAction>,
+    ) {
+        let stripped;
+        let headers = if identity.token.is_some() {
+            let mut headers = req.headers.clone();
+            sessions::strip_cookie(&mut headers);
+            stripped = headers;
+            &stripped[..]
+        } else {
+            &req.headers[..]
+        };
+        let incoming = component::Incoming {
+            request: req,
+            headers,
+            route: component::RouteHeaders {
+                app: &guest.app,
+                pattern: &matched.pattern,
+                params: &matched.params,
+                rest: &matched.rest,
+                user: identity.user,
+                client: req.client,
+            },
+        };
+        let (result, stats) = self.runtime.invoke_component(guest, incoming);
+        (result, stats, None)
+    }
+
     /// Carries out what a guest asked of the session: a new session replaces
     /// the request's own (no fixation); ending one also clears the cookie.
     fn apply_session(

@@ -24,6 +24,77 @@ pub struct Grants {
     pub env: BTreeMap<String, String>,
     /// Functions of the `wasmhost` import module the guest may import.
     pub host: BTreeSet<String>,
+    /// Origins a component may send HTTP requests to (`wasi:http/outgoing-handler`).
+    pub outbound: Vec<OutboundOrigin>,
+}
+
+/// An origin outbound HTTP may reach: scheme, host and port, all exact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundOrigin {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// A host name or an IP address, lower-case (IPv6 in brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+/// Most origins one app may list in `grants.outbound`: each outgoing request
+/// is checked against all of them.
+pub const MAX_OUTBOUND_ORIGINS: usize = 256;
+
+impl OutboundOrigin {
+    /// Parses `scheme://host[:port]` (no path, user or wildcard); the port
+    /// defaults to the scheme's.
+    pub fn parse(text: &str) -> Result<OutboundOrigin, String> {
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| "is not an origin like \"https://api.example.com\"".to_owned())?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => {
+                return Err(format!(
+                    "has scheme \"{scheme}\"; only http and https are supported"
+                ));
+            }
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty()
+            || rest.contains(['/', '?', '#', '@', '*'])
+            || rest.contains(char::is_whitespace)
+        {
+            return Err(
+                "must be scheme://host[:port] only (no path, user, query or wildcard)".to_owned(),
+            );
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => {
+                let port = port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| format!("has port \"{port}\", not a number from 1 to 65535"))?;
+                (host, port)
+            }
+            _ => (rest, default_port),
+        };
+        let ok_host = !host.is_empty()
+            && (host.starts_with('[') && host.ends_with(']')
+                || host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)));
+        if !ok_host {
+            return Err(format!(
+                "has host \"{host}\", not a host name or an IP address"
+            ));
+        }
+        Ok(OutboundOrigin {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
 }
 
 impl Default for Grants {
@@ -35,6 +106,7 @@ impl Default for Grants {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            outbound: Vec::new(),
         }
     }
 }
@@ -124,7 +196,28 @@ pub(super) fn parse_grants(
             set
         }
     };
-    Ok(Grants { dir, env, host })
+    let raw_outbound = raw.outbound.clone().unwrap_or_default();
+    if raw_outbound.len() > MAX_OUTBOUND_ORIGINS {
+        return Err(error(
+            "outbound",
+            format!(
+                "{} origins, more than the limit of {MAX_OUTBOUND_ORIGINS}",
+                raw_outbound.len()
+            ),
+        ));
+    }
+    let mut outbound = Vec::with_capacity(raw_outbound.len());
+    for text in &raw_outbound {
+        let origin = OutboundOrigin::parse(text)
+            .map_err(|why| error("outbound", format!("\"{}\" {why}", one_line(text))))?;
+        outbound.push(origin);
+    }
+    Ok(Grants {
+        dir,
+        env,
+        host,
+        outbound,
+    })
 }
 
 #[cfg(test)]
@@ -157,6 +250,7 @@ mod tests {
                 }),
                 env: BTreeMap::from([("K".to_owned(), "V".to_owned())]),
                 host: BTreeSet::new(),
+                outbound: Vec::new(),
             }
         );
         assert_eq!(
@@ -170,6 +264,25 @@ mod tests {
         };
         assert_eq!(c.apps["a"].grants, Grants::default());
         assert_eq!(Grants::default().host, BTreeSet::from(["log".to_owned()]));
+        let c = match parse(&app(
+            r#""grants": {"outbound": ["http://127.0.0.1:8080", "HTTPS://Api.Example/", "http://[::1]:9"]}"#,
+        )) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let got: Vec<(String, String, u16)> = c.apps["a"]
+            .grants
+            .outbound
+            .iter()
+            .map(|o| (o.scheme.clone(), o.host.clone(), o.port))
+            .collect();
+        let want = [
+            ("http", "127.0.0.1", 8080),
+            ("https", "api.example", 443),
+            ("http", "[::1]", 9),
+        ]
+        .map(|(s, h, p)| (s.to_owned(), h.to_owned(), p));
+        assert_eq!(got, want);
         // (settings, the end of the error message)
         let table = [
             (
@@ -191,6 +304,26 @@ mod tests {
             (
                 r#""error_pages": {"404": "x.html"}"#,
                 "apps.a.error_pages.404: pages can be given for statuses [500, 502, 503, 504] only",
+            ),
+            (
+                r#""grants": {"outbound": ["api.example.com"]}"#,
+                r#"apps.a.grants.outbound: "api.example.com" is not an origin like "https://api.example.com""#,
+            ),
+            (
+                r#""grants": {"outbound": ["ftp://x"]}"#,
+                r#"apps.a.grants.outbound: "ftp://x" has scheme "ftp"; only http and https are supported"#,
+            ),
+            (
+                r#""grants": {"outbound": ["https://x/path"]}"#,
+                r#"apps.a.grants.outbound: "https://x/path" must be scheme://host[:port] only (no path, user, query or wildcard)"#,
+            ),
+            (
+                r#""grants": {"outbound": ["http://*.example"]}"#,
+                r#"apps.a.grants.outbound: "http://*.example" must be scheme://host[:port] only (no path, user, query or wildcard)"#,
+            ),
+            (
+                r#""grants": {"outbound": ["http://x:99999"]}"#,
+                r#"apps.a.grants.outbound: "http://x:99999" has port "99999", not a number from 1 to 65535"#,
             ),
         ];
         for (settings, want) in table {

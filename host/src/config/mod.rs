@@ -21,7 +21,7 @@ mod testing;
 mod units;
 
 pub use error::ConfigError;
-pub use grants::{DirGrant, Grants};
+pub use grants::{DirGrant, Grants, MAX_OUTBOUND_ORIGINS, OutboundOrigin};
 pub use limits::{
     DEFAULT_CPU_TIME, DEFAULT_LOG_OUTPUT, DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESPONSE, DEFAULT_MEMORY, DEFAULT_QUEUE_TIMEOUT,

@@ -80,6 +80,7 @@ pub(super) struct RawGrants {
     pub(super) dir: Option<Object<RawDirGrant>>,
     pub(super) env: Option<BTreeMap<String, String>>,
     pub(super) host: Option<Vec<String>>,
+    pub(super) outbound: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

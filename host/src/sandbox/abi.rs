@@ -110,10 +110,7 @@ pub fn decode_response(bytes: &[u8]) -> Result<GuestResponse, String> {
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(format!("header {name} has CR, LF or NUL in its value"));
         }
-        if HOST_OWNED_HEADERS
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
-        {
+        if is_host_owned(&name) {
             continue;
         }
         headers.push((name, value));
@@ -123,6 +120,13 @@ pub fn decode_response(bytes: &[u8]) -> Result<GuestResponse, String> {
         headers,
         body: body.to_vec(),
     })
+}
+
+/// Whether a guest's response header is one the host sets itself.
+pub fn is_host_owned(name: &str) -> bool {
+    HOST_OWNED_HEADERS
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// RFC 9110 `tchar`.

@@ -18,6 +18,10 @@ pub(super) struct Timing {
     pub(super) cpu_limit: Duration,
     /// Time spent blocked in host calls (sleeping), not counted as running.
     pub(super) waited: Duration,
+    /// Nanoseconds a component's request spent with its future pending (the
+    /// guest blocked on a pollable), counted outside the store
+    /// (`component::invoke`); always zero for core modules.
+    pub(super) idle: Arc<AtomicU64>,
     /// Why the guest was stopped, if it was stopped for time.
     pub(super) stop: Option<Stop>,
 }
@@ -32,11 +36,28 @@ pub(super) enum Stop {
 }
 
 impl Timing {
+    /// Fresh budgets starting now.
+    pub(super) fn new(wall_limit: Duration, cpu_limit: Duration) -> Timing {
+        Timing {
+            started: Instant::now(),
+            wall_limit,
+            cpu_limit,
+            waited: Duration::ZERO,
+            idle: Arc::default(),
+            stop: None,
+        }
+    }
+
+    /// All time not spent running: sleeping in host calls and pending.
+    pub(super) fn waited(&self) -> Duration {
+        self.waited + Duration::from_nanos(self.idle.load(Ordering::Relaxed))
+    }
+
     /// Called when the epoch deadline passes: stop the guest if a budget is
     /// spent, or else sleep until the nearer one could be.
     pub(super) fn on_epoch(&mut self) -> UpdateDeadline {
         let elapsed = self.started.elapsed();
-        let running = elapsed.saturating_sub(self.waited);
+        let running = elapsed.saturating_sub(self.waited());
         if elapsed >= self.wall_limit {
             self.stop = Some(Stop::Wall(elapsed));
             return UpdateDeadline::Interrupt;
@@ -58,29 +79,76 @@ pub(super) fn ticks(d: Duration) -> u64 {
         .max(1)
 }
 
-/// The resource limiter of one store: the app's memory ceiling, recording
-/// whether the guest hit it and how high it went.
+/// The resource limiter of one store: the app's memory ceiling over all of
+/// the store's linear memories together, recording whether the guest hit it
+/// and how high it went.
 pub(super) struct Budget {
     pub(super) memory_limit: usize,
     pub(super) peak_memory: usize,
     pub(super) memory_denied: bool,
     /// The size the guest asked for when it was refused.
     pub(super) memory_wanted: usize,
+    /// Bytes of all the store's memories now.
+    memory_total: usize,
+    /// Most instances, tables and memories the store may hold.
+    counts: Counts,
+}
+
+/// Most instances, tables and memories of one store.
+#[derive(Clone, Copy)]
+pub(super) struct Counts {
+    pub(super) instances: usize,
+    pub(super) tables: usize,
+    pub(super) memories: usize,
+}
+
+/// A core module: one instance, one table, one memory.
+pub(super) const CORE_COUNTS: Counts = Counts {
+    instances: 1,
+    tables: 1,
+    memories: 1,
+};
+
+/// A component: toolchains split one into several core modules (a
+/// JavaScript or Python component has a dozen or more), each with a table
+/// and perhaps a memory; these bound what one request can make.
+pub(super) const COMPONENT_COUNTS: Counts = Counts {
+    instances: 64,
+    tables: 64,
+    memories: 16,
+};
+
+impl Budget {
+    pub(super) fn new(memory_limit: usize, counts: Counts) -> Budget {
+        Budget {
+            memory_limit,
+            peak_memory: 0,
+            memory_denied: false,
+            memory_wanted: 0,
+            memory_total: 0,
+            counts,
+        }
+    }
 }
 
 impl ResourceLimiter for Budget {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit || maximum.is_some_and(|m| desired > m) {
+        let total = self
+            .memory_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_limit || maximum.is_some_and(|m| desired > m) {
             self.memory_denied = true;
-            self.memory_wanted = self.memory_wanted.max(desired);
+            self.memory_wanted = self.memory_wanted.max(total);
             return Ok(false);
         }
-        self.peak_memory = self.peak_memory.max(desired);
+        self.memory_total = total;
+        self.peak_memory = self.peak_memory.max(total);
         Ok(true)
     }
 
@@ -94,16 +162,17 @@ impl ResourceLimiter for Budget {
     }
 
     fn instances(&self) -> usize {
-        1
+        self.counts.instances
     }
     fn tables(&self) -> usize {
-        1
+        self.counts.tables
     }
     fn memories(&self) -> usize {
-        1
+        self.counts.memories
     }
 }
 
 /// Most table elements a guest may have: function tables of real programs hold
-/// a few thousand entries.
+/// a few thousand entries, an interpreter compiled to Wasm (a JavaScript or
+/// Python component) tens of thousands.
 pub(super) const MAX_TABLE_ELEMENTS: usize = 100_000;

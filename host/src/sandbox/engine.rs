@@ -22,7 +22,17 @@ pub(super) const POOL_MAX_MEMORY: usize = 4 << 30;
 pub(super) struct Flavor {
     pub(super) engine: Engine,
     pub(super) linker: Linker<GuestState>,
+    /// The linker of `wasi:http` components on the same engine.
+    pub(super) components: component::Linker,
 }
+
+/// Core instances and tables the pool keeps per instance slot: a component
+/// is several core modules; a core-module guest uses one of each.
+const CORE_PER_SLOT: u32 = 4;
+
+/// Linear memories per instance slot: most components have one, an
+/// interpreter's two; each slot reserves `POOL_MAX_MEMORY` of address space.
+const MEMORIES_PER_SLOT: u32 = 2;
 
 /// Builds an engine (pooling allocator, epoch interruption, optionally fuel)
 /// and its linker: WASI p1 with the host's own `poll_oneoff`, and `wasmhost`.
@@ -32,9 +42,12 @@ pub(super) fn flavor(
     cache: Option<&Path>,
 ) -> wasmtime::Result<Flavor> {
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(max_instances)
-        .total_memories(max_instances)
-        .total_tables(max_instances)
+    let cores = max_instances.saturating_mul(CORE_PER_SLOT);
+    pool.total_component_instances(max_instances)
+        .total_core_instances(cores)
+        .total_memories(max_instances.saturating_mul(MEMORIES_PER_SLOT))
+        .total_tables(cores)
+        .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(POOL_MAX_MEMORY)
         // With pagemap_scan the pool resets only the pages a request dirtied
         // instead of re-faulting the whole memory (docs/BENCHMARKS.md).
@@ -66,7 +79,12 @@ pub(super) fn flavor(
     linker.allow_shadowing(false);
     linker.func_wrap(HOST_MODULE, imports::LOG.name, host_log)?;
     services::add_to_linker(&mut linker)?;
-    Ok(Flavor { engine, linker })
+    let components = component::linker(&engine)?;
+    Ok(Flavor {
+        engine,
+        linker,
+        components,
+    })
 }
 
 /// Compiles a module and checks its imports against the grants and its

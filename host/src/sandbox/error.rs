@@ -89,16 +89,16 @@ pub struct CallStats {
 
 pub(super) fn oom_or(store: &Store<GuestState>, limits: &Limits, other: &str) -> GuestError {
     if store.data().budget.memory_denied {
-        out_of_memory(store, limits)
+        out_of_memory(&store.data().budget, limits)
     } else {
         GuestError::Malformed(other.to_owned())
     }
 }
 
-pub(super) fn out_of_memory(store: &Store<GuestState>, limits: &Limits) -> GuestError {
+pub(super) fn out_of_memory(budget: &Budget, limits: &Limits) -> GuestError {
     GuestError::OutOfMemory {
         limit: limits.memory,
-        wanted: store.data().budget.memory_wanted as u64,
+        wanted: budget.memory_wanted as u64,
     }
 }
 
@@ -108,7 +108,17 @@ pub(super) fn classify(
     store: &Store<GuestState>,
     limits: &Limits,
 ) -> GuestError {
-    let timing = &store.data().timing;
+    let state = store.data();
+    classify_parts(err, &state.timing, &state.budget, limits)
+}
+
+/// As [`classify`], from a store's budgets, whatever kind of guest it runs.
+pub(super) fn classify_parts(
+    err: wasmtime::Error,
+    timing: &Timing,
+    budget: &Budget,
+    limits: &Limits,
+) -> GuestError {
     match timing.stop {
         Some(Stop::Cpu(used)) => {
             return GuestError::CpuTime {
@@ -128,7 +138,7 @@ pub(super) fn classify(
         return match trap {
             Trap::Interrupt => GuestError::CpuTime {
                 limit: timing.cpu_limit,
-                used: timing.started.elapsed().saturating_sub(timing.waited),
+                used: timing.started.elapsed().saturating_sub(timing.waited()),
             },
             Trap::OutOfFuel => GuestError::Fuel {
                 limit: limits.fuel.unwrap_or(0),
@@ -138,7 +148,7 @@ pub(super) fn classify(
             },
             // A Rust guest aborts (unreachable) when its allocator fails; if
             // the limiter refused growth, that is what happened.
-            _ if store.data().budget.memory_denied => out_of_memory(store, limits),
+            _ if budget.memory_denied => out_of_memory(budget, limits),
             other => GuestError::Trap(other.to_string()),
         };
     }
@@ -149,8 +159,8 @@ pub(super) fn classify(
     if text.contains("maximum concurrent") {
         return GuestError::Busy;
     }
-    if store.data().budget.memory_denied || text.contains("exceeds memory limits") {
-        return out_of_memory(store, limits);
+    if budget.memory_denied || text.contains("exceeds memory limits") {
+        return out_of_memory(budget, limits);
     }
     GuestError::Trap(text)
 }

@@ -12,6 +12,7 @@ impl Runtime {
         wall: Duration,
         had_session: bool,
     ) -> Result<Store<GuestState>, GuestError> {
+        let (pre, _) = guest.core()?;
         let services = services::RequestServices {
             kv: self
                 .services
@@ -27,7 +28,7 @@ impl Runtime {
             action: None,
         };
         let spec = StoreSpec {
-            engine: guest.pre.module().engine(),
+            engine: pre.module().engine(),
             app: &guest.app,
             limits: &guest.limits,
             grants: &guest.grants,
@@ -90,10 +91,8 @@ impl Runtime {
     ) -> Result<GuestResponse, GuestError> {
         let fail =
             |e: wasmtime::Error, store: &Store<GuestState>| classify(e, store, &guest.limits);
-        let instance = guest
-            .pre
-            .instantiate(&mut *store)
-            .map_err(|e| fail(e, store))?;
+        let (pre, has_initialize) = guest.core()?;
+        let instance = pre.instantiate(&mut *store).map_err(|e| fail(e, store))?;
         stats.instantiate = started.elapsed();
         let run_started = Instant::now();
         let memory = instance
@@ -101,7 +100,7 @@ impl Runtime {
             .ok_or_else(|| GuestError::Malformed("no memory export".into()))?;
         stats.peak_memory = memory.data_size(&*store);
         store.data_mut().budget.peak_memory = stats.peak_memory;
-        if guest.has_initialize {
+        if has_initialize {
             let init = instance
                 .get_typed_func::<(), ()>(&mut *store, exports::INITIALIZE.name)
                 .map_err(|e| fail(e, store))?;

@@ -4,7 +4,7 @@ use super::*;
 
 /// Time a module's start-up (instantiation and `wasmhost_abi_version`) may
 /// take at load, so that a guest looping in its initializer cannot hang a load.
-pub(super) const LOAD_CPU_BUDGET: Duration = Duration::from_secs(2);
+pub(in crate::sandbox) const LOAD_CPU_BUDGET: Duration = Duration::from_secs(2);
 
 impl Runtime {
     /// Loads an app as configured: its module, limits, grants and error pages.
@@ -79,6 +79,9 @@ impl Runtime {
             path: path.to_owned(),
             reason,
         };
+        if wasmparser::Parser::is_component(bytes) {
+            return self.load_component(app, path, bytes, limits, grants);
+        }
         let flavor = self.flavor_for(&limits)?;
         let app: Arc<str> = Arc::from(app);
         let snapshot;
@@ -109,8 +112,10 @@ impl Runtime {
         let guest = GuestModule {
             app,
             path: path.to_owned(),
-            pre,
-            has_initialize,
+            kind: Kind::Core {
+                pre,
+                has_initialize,
+            },
             limits,
             grants,
             error_pages: ErrorPages::new(),
@@ -221,11 +226,11 @@ impl Runtime {
             .new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET, false)
             .map_err(|e| (INSTANTIATE, e))?;
         let fail = |stage, e, store: &Store<GuestState>| (stage, classify(e, store, &guest.limits));
-        let instance = guest
-            .pre
+        let (pre, has_initialize) = guest.core().map_err(|e| (INSTANTIATE, e))?;
+        let instance = pre
             .instantiate(&mut store)
             .map_err(|e| fail(INSTANTIATE, e, &store))?;
-        if guest.has_initialize {
+        if has_initialize {
             let init = instance
                 .get_typed_func::<(), ()>(&mut store, exports::INITIALIZE.name)
                 .map_err(|e| fail(INITIALIZE, e, &store))?;

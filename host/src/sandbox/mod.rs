@@ -1,6 +1,7 @@
 //! Running guests: one wasmtime engine, modules checked against the ABI at load, a fresh instance per request.
 
 pub mod abi;
+pub mod component;
 pub mod load_message;
 pub mod log_sink;
 mod poll;
@@ -22,16 +23,19 @@ pub use pages::{ErrorPage, ErrorPages};
 pub use store::GuestState;
 
 // What the files below share; each of them imports `super::*`.
-use budget::{Budget, EPOCH_TICK, Stop, Timing, ticks};
+use budget::{
+    Budget, COMPONENT_COUNTS, CORE_COUNTS, EPOCH_TICK, MAX_TABLE_ELEMENTS, Stop, Timing, ticks,
+};
 use checks::{check_export, check_import};
 use engine::{Flavor, MODULE_CACHE_DIR, compile, flavor};
-use error::{classify, oom_or};
+use error::{classify, classify_parts, oom_or};
+use load::LOAD_CPU_BUDGET;
 use pages::read_error_page;
 use store::{StoreSpec, flush_log, host_log, new_store};
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -81,16 +85,47 @@ pub struct GuestModule {
     pub app: Arc<str>,
     /// The file it came from.
     pub path: PathBuf,
-    /// Pre-linked instance template: per request only instantiation remains.
-    pre: InstancePre<GuestState>,
-    /// Whether the module exports `_initialize` (a WASI reactor).
-    has_initialize: bool,
+    /// What kind of guest it is, pre-linked: per request only instantiation remains.
+    kind: Kind,
     /// The app's limits.
     pub limits: Limits,
     /// What the app's guests may use.
     pub grants: Grants,
     /// The app's own pages for its failures, by status.
     pub error_pages: ErrorPages,
+}
+
+/// The two kinds of guest, each with its own executor.
+enum Kind {
+    /// A core module speaking the JSON ABI (`docs/abi.md`), run by `invoke`.
+    Core {
+        pre: InstancePre<GuestState>,
+        /// Whether the module exports `_initialize` (a WASI reactor).
+        has_initialize: bool,
+    },
+    /// A `wasi:http` component (`docs/components.md`), run by `component`.
+    Component(component::Pre),
+}
+
+impl GuestModule {
+    /// Whether this guest is a `wasi:http` component rather than a JSON-ABI module.
+    pub fn is_component(&self) -> bool {
+        matches!(self.kind, Kind::Component(_))
+    }
+
+    /// The pre-linked module and whether it exports `_initialize`, for a core
+    /// module; a component is refused with the reason, for the caller's error.
+    fn core(&self) -> Result<(&InstancePre<GuestState>, bool), GuestError> {
+        match &self.kind {
+            Kind::Core {
+                pre,
+                has_initialize,
+            } => Ok((pre, *has_initialize)),
+            Kind::Component(_) => Err(GuestError::Setup(
+                "a component is not called through the JSON ABI".to_owned(),
+            )),
+        }
+    }
 }
 
 impl Runtime {
@@ -282,6 +317,7 @@ mod tests {
             wall_limit: Duration::from_secs(10),
             cpu_limit: Duration::from_millis(40),
             waited: Duration::ZERO,
+            idle: Arc::default(),
             stop: None,
         };
         assert!(matches!(t.on_epoch(), UpdateDeadline::Interrupt));

@@ -45,32 +45,11 @@ pub(super) fn new_store(
         .stdout(log.clone())
         .stderr(log.clone())
         .monotonic_clock(poll::GuestClock(started));
-    if !spec.grants.env.is_empty() {
-        let env: Vec<(&str, &str)> = spec
-            .grants
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        builder.envs(&env);
-    }
-    if let Some(dir) = &spec.grants.dir {
-        builder
-            .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
-            .map_err(|e| {
-                GuestError::Setup(format!(
-                    "granted directory {}: {:#}",
-                    dir.host.display(),
-                    anyhow::Error::from(e)
-                ))
-            })?;
-    }
-    let budget = Budget {
-        memory_limit: usize::try_from(spec.limits.memory).unwrap_or(usize::MAX),
-        peak_memory: 0,
-        memory_denied: false,
-        memory_wanted: 0,
-    };
+    grant_context(&mut builder, spec.grants)?;
+    let budget = Budget::new(
+        usize::try_from(spec.limits.memory).unwrap_or(usize::MAX),
+        CORE_COUNTS,
+    );
     let state = GuestState {
         wasi: builder.build_p1(),
         budget,
@@ -79,6 +58,7 @@ pub(super) fn new_store(
             wall_limit: wall,
             cpu_limit: cpu,
             waited: Duration::ZERO,
+            idle: Arc::default(),
             stop: None,
         },
         app: spec.app.clone(),
@@ -97,17 +77,50 @@ pub(super) fn new_store(
     Ok(store)
 }
 
+/// Adds what the grants give a guest's WASI context (core module or
+/// component): its environment variables and its read-only directory.
+pub(super) fn grant_context(
+    builder: &mut WasiCtxBuilder,
+    grants: &Grants,
+) -> Result<(), GuestError> {
+    if !grants.env.is_empty() {
+        let env: Vec<(&str, &str)> = grants
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        builder.envs(&env);
+    }
+    if let Some(dir) = &grants.dir {
+        builder
+            .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
+            .map_err(|e| {
+                GuestError::Setup(format!(
+                    "granted directory {}: {:#}",
+                    dir.host.display(),
+                    anyhow::Error::from(e)
+                ))
+            })?;
+    }
+    Ok(())
+}
+
 /// Writes a request's captured output to the log, one line each, tagged with the app.
 pub(super) fn flush_log(store: &Store<GuestState>) {
     let state = store.data();
-    let (kept, dropped) = state.log.take();
+    flush_sink(&state.log, &state.app);
+}
+
+/// Writes what a sink captured to the log, one line each, tagged with `app`.
+pub(super) fn flush_sink(log: &LogSink, app: &str) {
+    let (kept, dropped) = log.take();
     if !kept.is_empty() {
         for line in String::from_utf8_lossy(&kept).lines() {
-            tracing::info!(target: "guest", app = %state.app, "{line}");
+            tracing::info!(target: "guest", app = %app, "{line}");
         }
     }
     if dropped > 0 {
-        tracing::warn!(target: "guest", app = %state.app, dropped, "guest output over its per-request limit was dropped");
+        tracing::warn!(target: "guest", app = %app, dropped, "guest output over its per-request limit was dropped");
     }
 }
 

@@ -1,0 +1,275 @@
+//! Running one request on a fresh instance of a component: the guest and the reading of its response body run together on the worker's own single-threaded runtime, within the app's budgets.
+//!
+//! wasmtime-wasi-http hands the response body over a small bounded channel,
+//! so a guest writing more than the channel holds blocks until somebody
+//! reads: the reader here is polled in the same future as the guest, never
+//! after it. The wall-clock limit is a timer around both, because a guest
+//! blocked on a pollable (a sleep, an outbound call) runs no Wasm and so
+//! never meets its epoch deadline.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::request::{self, RouteHeaders};
+use super::*;
+use crate::http::Request;
+
+/// A request as a component receives it.
+pub struct Incoming<'a> {
+    /// The request, body included.
+    pub request: &'a Request,
+    /// Its headers as the guest may see them (the host's session cookie
+    /// already removed).
+    pub headers: &'a [(String, String)],
+    /// What the host adds about the route and the user.
+    pub route: RouteHeaders<'a>,
+}
+
+/// A component's answer, read whole within `max_response`.
+pub type ComponentReply = GuestResponse;
+
+thread_local! {
+    /// Each worker's own runtime: a component request runs start to finish
+    /// on the thread that took it, with no hand-off.
+    static LOCAL: RefCell<Option<tokio::runtime::Runtime>> = const { RefCell::new(None) };
+}
+
+/// Runs `fut` to completion on this thread's runtime, made on first use.
+/// On a thread that is already inside a runtime (where blocking on another
+/// would panic), it runs on a scoped thread of its own instead.
+pub(super) fn block_on<F: Future + Send>(fut: F) -> Result<F::Output, GuestError>
+where
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return std::thread::scope(|s| {
+            s.spawn(|| block_on_here(fut))
+                .join()
+                .unwrap_or_else(|_| Err(GuestError::Setup("the runtime thread panicked".into())))
+        });
+    }
+    block_on_here(fut)
+}
+
+fn block_on_here<F: Future>(fut: F) -> Result<F::Output, GuestError> {
+    LOCAL.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let made = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    GuestError::Setup(format!("cannot start the worker's runtime: {e}"))
+                })?;
+            *slot = Some(made);
+        }
+        let runtime = slot
+            .as_ref()
+            .ok_or_else(|| GuestError::Setup("no runtime".into()))?;
+        Ok(runtime.block_on(fut))
+    })
+}
+
+/// How a request's guest future and body reader ended.
+enum Ended {
+    /// Both finished: the guest returned and the body was read whole.
+    Both(Result<GuestResponse, GuestError>),
+    /// The guest failed (trap, limit), whatever the reader had.
+    Guest(wasmtime::Error),
+    /// The reader failed (response too large, an error the guest set): the
+    /// guest is abandoned.
+    Reader(GuestError),
+    /// The guest returned but its response is not complete, and cannot be.
+    Unfinished(&'static str),
+    /// The wall-clock limit passed.
+    Wall,
+}
+
+impl Runtime {
+    /// Runs one request on a fresh instance of a component.
+    pub fn invoke_component(
+        &self,
+        guest: &GuestModule,
+        incoming: Incoming<'_>,
+    ) -> (Result<ComponentReply, GuestError>, CallStats) {
+        let mut stats = CallStats::default();
+        let Kind::Component(pre) = &guest.kind else {
+            let e = GuestError::Setup("a JSON-ABI module is not called as a component".into());
+            return (Err(e), stats);
+        };
+        let limits = &guest.limits;
+        let started = Instant::now();
+        let request = match request::build(&incoming) {
+            Ok(r) => r,
+            Err(e) => return (Err(e), stats),
+        };
+        let mut store = match new_store(
+            pre.engine(),
+            &guest.app,
+            limits,
+            &guest.grants,
+            limits.cpu_time,
+            limits.wall_time,
+        ) {
+            Ok(s) => s,
+            Err(e) => return (Err(e), stats),
+        };
+        let ended = run(pre, &mut store, request, limits, &mut stats, started);
+        let state = store.data();
+        stats.peak_memory = state.budget.peak_memory;
+        let result = match ended {
+            Ok(Ended::Both(r)) => r,
+            Ok(Ended::Guest(e)) => Err(classify_parts(e, &state.timing, &state.budget, limits)),
+            Ok(Ended::Reader(e)) => Err(e),
+            Ok(Ended::Unfinished(what)) => Err(GuestError::Malformed(what.to_owned())),
+            Ok(Ended::Wall) => Err(GuestError::WallTime {
+                limit: limits.wall_time,
+                elapsed: started.elapsed(),
+            }),
+            Err(e) => Err(e),
+        };
+        flush_log(state);
+        (result, stats)
+    }
+}
+
+/// Instantiates the component, calls its handler and reads its response,
+/// all within the wall-clock limit.
+fn run(
+    pre: &Pre,
+    store: &mut Store<ComponentState>,
+    request: http::Request<http_body_util::Full<Bytes>>,
+    limits: &Limits,
+    stats: &mut CallStats,
+    started: Instant,
+) -> Result<Ended, GuestError> {
+    let setup = |e: wasmtime::Error| GuestError::Setup(format!("{:#}", anyhow::Error::from(e)));
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let req = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)
+        .map_err(setup)?;
+    let out = store
+        .data_mut()
+        .http()
+        .new_response_outparam(sender)
+        .map_err(setup)?;
+    let idle = store.data().timing.idle.clone();
+    let max_response = limits.max_response;
+    let wall = limits.wall_time.saturating_sub(started.elapsed());
+    let instantiated = std::sync::Mutex::new(None);
+    let guest = async {
+        let proxy = pre.instantiate_async(&mut *store).await?;
+        if let Ok(mut at) = instantiated.lock() {
+            *at = Some(Instant::now());
+        }
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut *store, req, out)
+            .await
+    };
+    let reader = read_response(receiver, max_response);
+    let both = async {
+        let mut guest = pin!(guest);
+        let mut reader = pin!(reader);
+        let mut guest_done: Option<wasmtime::Result<()>> = None;
+        let mut read: Option<Result<GuestResponse, GuestError>> = None;
+        let mut pending_since: Option<Instant> = None;
+        std::future::poll_fn(move |cx| {
+            // Time between a Pending and the next poll is time the guest
+            // spent blocked, which `cpu_time` does not count.
+            if let Some(since) = pending_since.take() {
+                let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                idle.fetch_add(nanos, Ordering::Relaxed);
+            }
+            if guest_done.is_none()
+                && let Poll::Ready(r) = guest.as_mut().poll(cx)
+            {
+                guest_done = Some(r);
+            }
+            if let Some(Err(_)) = guest_done {
+                let Some(Err(e)) = guest_done.take() else {
+                    unreachable!("checked just above")
+                };
+                return Poll::Ready(Ended::Guest(e));
+            }
+            if read.is_none()
+                && let Poll::Ready(r) = reader.as_mut().poll(cx)
+            {
+                read = Some(r);
+            }
+            match (&guest_done, read.take()) {
+                (_, Some(Err(e))) => Poll::Ready(Ended::Reader(e)),
+                (Some(_), Some(r)) => Poll::Ready(Ended::Both(r)),
+                (None, r) => {
+                    read = r;
+                    pending_since = Some(Instant::now());
+                    Poll::Pending
+                }
+                // The guest returned and everything it sent has been read:
+                // the rest can never come.
+                (Some(_), None) => Poll::Ready(Ended::Unfinished(
+                    "the component returned without setting a response or finishing its body",
+                )),
+            }
+        })
+        .await
+    };
+    let ended = block_on(async {
+        match tokio::time::timeout(wall, both).await {
+            Ok(ended) => ended,
+            Err(_) => Ended::Wall,
+        }
+    })?;
+    if let Ok(Some(at)) = instantiated.into_inner() {
+        stats.instantiate = at.duration_since(started);
+        stats.run = at.elapsed();
+    } else {
+        stats.instantiate = started.elapsed();
+    }
+    Ok(ended)
+}
+
+/// Waits for the response the guest sets and reads its body, refusing more
+/// than `max_response` bytes; trailers are not forwarded.
+async fn read_response(
+    receiver: tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
+    max_response: u64,
+) -> Result<GuestResponse, GuestError> {
+    let response = match receiver.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(code)) => {
+            return Err(GuestError::Malformed(format!(
+                "the component answered with an error instead of a response: {code:?}"
+            )));
+        }
+        // The outparam was dropped unset; the guest's own result says why.
+        Err(_) => std::future::pending().await,
+    };
+    let (parts, mut body) = response.into_parts();
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            GuestError::Malformed(format!("the component's response body failed: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            let len = bytes.len() as u64 + data.len() as u64;
+            if len > max_response {
+                return Err(GuestError::ResponseTooLarge {
+                    len,
+                    limit: max_response,
+                });
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    request::response(parts, bytes)
+}

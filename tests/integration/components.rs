@@ -1,0 +1,349 @@
+//! `wasi:http` components beside JSON-ABI modules: the Rust test components of `guest-components/` served by a live host, with routing, identity, bodies, limits and outbound HTTP.
+//!
+//! The components are built by `host/build.rs` for `wasm32-wasip2`. Time
+//! bounds are generous and only bound the worst case.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Client, TestServer, guests};
+
+/// Routes for one component app `c` at `/c` and `/c/...` (and the JSON-ABI
+/// hello app beside it), with `settings` merged into the app.
+fn component_routes(module: &str, settings: Value) -> Value {
+    let mut app = json!({ "module": module });
+    if let (Some(app), Some(extra)) = (app.as_object_mut(), settings.as_object()) {
+        for (k, v) in extra {
+            app.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "apps": { "c": app, "hello": { "module": guests::HELLO } },
+        "routes": [
+            { "path": "/c", "app": "c" },
+            { "path": "/c/...", "app": "c" },
+            { "path": "/item/{id}", "app": "c" },
+            { "path": "/hello", "app": "hello" }
+        ]
+    })
+}
+
+/// A request with a body, as raw HTTP/1.1.
+fn post(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: t.example\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// The `inspect` lines of the echo component: (key, rest of the line).
+fn lines(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_component_answers_beside_a_json_abi_module() {
+    let server = TestServer::start(component_routes(guests::COMPONENT_HELLO, json!({})));
+    let resp = server.get("/c");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.text(), "hello from a component\n");
+    assert_eq!(resp.header("content-type"), Some("text/plain"));
+    assert!(resp.header("date").is_some(), "the host frames the answer");
+    let hello = server.get("/hello");
+    assert_eq!(hello.status, 200);
+    assert_eq!(hello.text(), "Hello, world!");
+}
+
+#[test]
+fn a_component_sees_the_request_as_sent_and_the_hosts_headers_only_from_the_host() {
+    let server = TestServer::start(component_routes(guests::COMPONENT_ECHO, json!({})));
+    let mut client = server.connect();
+    client.send(
+        b"GET /item/a%20b/inspect?x=1&y=%2F HTTP/1.1\r\nHost: t.example:8080\r\n\
+          X-Custom: one\r\nwasmhost-user-id: forged\r\nWasmhost-Route: forged\r\n\
+          Cookie: theme=dark; wasmhost_session=not-a-session\r\n\r\n",
+    );
+    let resp = client.read_response();
+    // `/item/{id}` does not match `/item/a%20b/inspect`: the prefix route does not exist, so 404.
+    assert_eq!(resp.status, 404);
+
+    let mut client = server.connect();
+    client.send(
+        b"GET /c/deep/inspect?x=1&y=%2F HTTP/1.1\r\nHost: t.example:8080\r\n\
+          X-Custom: one\r\nwasmhost-user-id: forged\r\nWasmhost-Route: forged\r\n\
+          Cookie: theme=dark; wasmhost_session=not-a-session\r\n\r\n",
+    );
+    let resp = client.read_response();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = lines(&resp.text());
+    let get = |k: &str| -> Vec<&str> {
+        got.iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(get("method"), ["GET"]);
+    assert_eq!(get("path"), ["/c/deep/inspect?x=1&y=%2F"]);
+    assert_eq!(get("authority"), ["t.example:8080"]);
+    let headers = get("header");
+    assert!(headers.contains(&"x-custom: one"), "{headers:?}");
+    assert!(headers.contains(&"wasmhost-app: c"), "{headers:?}");
+    assert!(headers.contains(&"wasmhost-route: /c/..."), "{headers:?}");
+    assert!(
+        headers.contains(&"wasmhost-rest: /deep/inspect"),
+        "{headers:?}"
+    );
+    assert!(headers.contains(&"cookie: theme=dark"), "{headers:?}");
+    for h in &headers {
+        assert!(
+            !h.contains("forged"),
+            "a client-sent host header reached the guest: {h}"
+        );
+        assert!(
+            !h.contains("wasmhost_session"),
+            "the session cookie reached the guest: {h}"
+        );
+        assert!(!h.starts_with("wasmhost-user"), "no user is signed in: {h}");
+    }
+}
+
+#[test]
+fn route_parameters_reach_a_component_in_headers() {
+    let mut routes = component_routes(guests::COMPONENT_ECHO, json!({}));
+    routes["routes"] = json!([{ "path": "/item/{id}/inspect", "app": "c" }]);
+    let server = TestServer::start(routes);
+    let resp = server.get("/item/a%20b/inspect");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let text = resp.text();
+    assert!(text.contains("header wasmhost-param-id: a b\n"), "{text}");
+    assert!(
+        text.contains("header wasmhost-route: /item/{id}/inspect\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_component_echoes_five_mebibytes_byte_for_byte() {
+    let limits = json!({ "limits": { "max_body": "8MiB", "max_response": "8MiB" } });
+    let server = TestServer::start(component_routes(guests::COMPONENT_ECHO, limits));
+    let body: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut client = server.connect();
+    client.send(&post("/c/echo", &body));
+    let resp = client.read_response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-length"), Some("5242880"));
+    assert!(resp.body == body, "the echoed body differs");
+}
+
+#[test]
+fn a_streamed_body_of_five_mebibytes_and_a_slow_one_arrive_whole() {
+    let limits = json!({ "limits": { "max_response": "8MiB" } });
+    let server = TestServer::start(component_routes(guests::COMPONENT_STREAM, limits));
+    let resp = server.get("/c?chunks=80&size=65536");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.body.len(), 80 * 65536);
+    assert!(resp.body[..65536].iter().all(|&b| b == b'a'));
+    assert!(resp.body[79 * 65536..].iter().all(|&b| b == b'a' + 79 % 26));
+
+    let started = Instant::now();
+    let resp = server.get("/c?chunks=5&size=10&delay_ms=100");
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.text(),
+        "aaaaaaaaaabbbbbbbbbbccccccccccddddddddddeeeeeeeeee"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "the guest slept between chunks"
+    );
+}
+
+#[test]
+fn a_streamed_body_over_max_response_is_refused_with_502() {
+    let limits = json!({ "limits": { "max_response": "1MiB" } });
+    let server = TestServer::start(component_routes(guests::COMPONENT_STREAM, limits));
+    let resp = server.get("/c?chunks=40&size=65536");
+    assert_eq!(resp.status, 502);
+    assert_eq!(
+        server.get("/c?chunks=2&size=10").status,
+        200,
+        "the app still answers"
+    );
+}
+
+#[test]
+fn a_components_headers_reach_the_client() {
+    let server = TestServer::start(component_routes(guests::COMPONENT_TRAILERS, json!({})));
+    let resp = server.get("/c");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("x-custom"), Some("yes"));
+    assert_eq!(resp.text(), "with trailers\n");
+}
+
+#[test]
+fn trapping_looping_and_memory_hungry_components_get_their_specific_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routes = json!({
+        "apps": {
+            "trap": { "module": guests::COMPONENT_TRAP },
+            "spin": { "module": guests::COMPONENT_SPIN, "limits": { "cpu_time": "200ms" } },
+            "bomb": { "module": guests::COMPONENT_MEMBOMB, "limits": { "memory": "32MiB" } },
+            "hello": { "module": guests::COMPONENT_HELLO }
+        },
+        "routes": [
+            { "path": "/trap", "app": "trap" },
+            { "path": "/spin", "app": "spin" },
+            { "path": "/bomb", "app": "bomb" },
+            { "path": "/hello", "app": "hello" }
+        ]
+    });
+    let server = TestServer::start_in(dir, routes, |_| {});
+    assert_eq!(server.get("/trap").status, 500);
+    let started = Instant::now();
+    assert_eq!(server.get("/spin").status, 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let bomb = server.get("/bomb");
+    assert_eq!(bomb.status, 500, "{}", bomb.text());
+    assert_eq!(server.get("/hello").status, 200, "others keep answering");
+}
+
+#[test]
+fn a_component_blocked_past_its_wall_time_is_stopped() {
+    let limits = json!({ "limits": { "wall_time": "500ms" } });
+    let server = TestServer::start(component_routes(guests::COMPONENT_STREAM, limits));
+    let started = Instant::now();
+    let resp = server.get("/c?chunks=3&size=1&delay_ms=60000");
+    assert_eq!(resp.status, 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_sleeping_component_does_not_spend_its_cpu_time() {
+    let limits = json!({ "limits": { "cpu_time": "300ms", "wall_time": "10s" } });
+    let server = TestServer::start(component_routes(guests::COMPONENT_STREAM, limits));
+    let resp = server.get("/c?chunks=3&size=1&delay_ms=400");
+    assert_eq!(resp.status, 200, "800 ms asleep is not 800 ms of running");
+    assert_eq!(resp.text(), "abc");
+}
+
+#[test]
+fn login_required_guards_a_component_before_it_runs() {
+    let settings = json!({ "login_required": true });
+    let server = TestServer::start(component_routes(guests::COMPONENT_HELLO, settings));
+    let resp = server.get("/c");
+    assert_eq!(resp.status, 302);
+    assert!(
+        resp.header("location")
+            .is_some_and(|l| l.contains("next=%2Fc"))
+    );
+}
+
+/// A one-request-at-a-time HTTP server on loopback answering `hello`,
+/// counting the connections it accepted.
+fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut buf = [0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+            );
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn outbound_http_reaches_only_the_granted_origins() {
+    let (addr, accepted) = upstream();
+    let origin = format!("http://{addr}");
+    let routes = json!({
+        "apps": {
+            "granted": {
+                "module": guests::COMPONENT_OUTBOUND,
+                "grants": { "outbound": [origin] }
+            },
+            "denied": { "module": guests::COMPONENT_OUTBOUND }
+        },
+        "routes": [
+            { "path": "/granted", "app": "granted" },
+            { "path": "/denied", "app": "denied" }
+        ]
+    });
+    let server = TestServer::start(routes);
+    let url = format!("http%3A%2F%2F{addr}%2Fdata");
+    let resp = server.get(&format!("/granted?url={url}"));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.text(), "upstream 200\nhello");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    let resp = server.get(&format!("/denied?url={url}"));
+    assert_eq!(resp.status, 502);
+    assert!(resp.text().contains("HttpRequestDenied"), "{}", resp.text());
+    // A granted app may not reach another port of the same host either.
+    let other = format!(
+        "http%3A%2F%2F127.0.0.1%3A{}%2F",
+        addr.port().wrapping_add(1)
+    );
+    let resp = server.get(&format!("/granted?url={other}"));
+    assert_eq!(resp.status, 502);
+    assert!(resp.text().contains("HttpRequestDenied"), "{}", resp.text());
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "denied requests never connected"
+    );
+}
+
+#[test]
+fn a_component_the_host_cannot_serve_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let empty = dir.path().join("empty.wasm");
+    std::fs::write(&empty, wat::parse_str("(component)").expect("a component")).unwrap();
+    let runtime = wasmhost::sandbox::Runtime::new(4).expect("runtime");
+    let limits = wasmhost::config::Limits::default();
+    let err = runtime
+        .load("empty", &empty, limits.clone())
+        .err()
+        .expect("an empty component is refused");
+    let text = err.to_string();
+    assert!(text.contains("is not a wasi:http proxy"), "{text}");
+    assert!(text.contains("wasi:http/incoming-handler"), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+    let _ = Client::connect;
+}
