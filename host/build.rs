@@ -129,7 +129,7 @@ fn build_components(workspace: &Path, consts: &mut String) {
         let name = package.to_uppercase().replace('-', "_");
         writeln!(
             consts,
-            "#[allow(dead_code)]\npub const {name}: &str = {:?};",
+            "pub const {name}: &str = {:?};",
             file.display().to_string()
         )
         .unwrap();

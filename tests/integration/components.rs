@@ -347,3 +347,81 @@ fn a_component_the_host_cannot_serve_is_refused_with_one_line() {
     assert!(!text.contains('\n'), "{text}");
     let _ = Client::connect;
 }
+
+/// A request with a method and a body, as raw HTTP/1.1.
+fn send(server: &TestServer, method: &str, path: &str, body: &[u8]) -> crate::support::Resp {
+    let mut client = server.connect();
+    let mut raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    client.send(&raw);
+    client.read_response()
+}
+
+#[test]
+fn a_component_keeps_its_data_in_wasi_keyvalue_within_its_apps_namespace() {
+    let granted = json!({ "grants": { "host": ["storage"] } });
+    let mut routes = component_routes(guests::COMPONENT_KV, granted);
+    routes["apps"]["other"] =
+        json!({ "module": guests::COMPONENT_KV, "grants": { "host": ["storage"] } });
+    routes["apps"]["denied"] = json!({ "module": guests::COMPONENT_KV });
+    routes["routes"] = json!([
+        { "path": "/c/...", "app": "c" },
+        { "path": "/other/...", "app": "other" },
+        { "path": "/denied/...", "app": "denied" }
+    ]);
+    let server = TestServer::start(routes);
+    assert_eq!(send(&server, "POST", "/c/incr", b"").text(), "1");
+    assert_eq!(send(&server, "POST", "/c/incr", b"").text(), "2");
+    assert_eq!(send(&server, "GET", "/c/hits", b"").text(), "2");
+    assert_eq!(send(&server, "PUT", "/c/k1", b"v\x001").status, 200);
+    let got = send(&server, "GET", "/c/get/k1", b"");
+    assert_eq!((got.status, got.body.as_slice()), (200, &b"v\x001"[..]));
+    let many = send(&server, "GET", "/c/many?keys=k1,zz,hits", b"");
+    assert_eq!(many.text(), "k1=v\u{0}1\nzz missing\nhits=2\n");
+    assert_eq!(send(&server, "DELETE", "/c/k1", b"").status, 200);
+    assert_eq!(send(&server, "GET", "/c/get/k1", b"").status, 404);
+    // Another app's namespace is its own.
+    assert_eq!(send(&server, "GET", "/other/hits", b"").text(), "0");
+    // Without the grant, opening the bucket is denied.
+    let denied = send(&server, "GET", "/denied/hits", b"");
+    assert_eq!(denied.status, 500);
+    assert!(denied.text().contains("AccessDenied"), "{}", denied.text());
+}
+
+#[test]
+fn a_component_sees_the_data_a_json_abi_version_of_its_app_stored() {
+    let data = tempfile::tempdir().expect("data dir");
+    let probe_dir = tempfile::tempdir().expect("temp dir");
+    let probe = crate::support::wat_module(
+        probe_dir.path(),
+        "kv_probe",
+        include_str!("../guests/kv_probe.wat"),
+    );
+    let app = |module: Value| {
+        json!({
+            "apps": { "shared": { "module": module, "grants": { "host": ["log", "storage"] } } },
+            "routes": [{ "path": "/s/...", "app": "shared" }, { "path": "/s", "app": "shared" }]
+        })
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let abi = TestServer::start_full(dir, app(json!(probe)), |_| {}, Some(data.path().to_owned()));
+    let set = send(&abi, "POST", "/s", b"sfrom the JSON ABI");
+    assert_eq!(set.status, 200);
+    assert_eq!(set.body[0], b'0', "the probe stored its value");
+    abi.stop();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let comp = TestServer::start_full(
+        dir,
+        app(json!(guests::COMPONENT_KV)),
+        |_| {},
+        Some(data.path().to_owned()),
+    );
+    let got = send(&comp, "GET", "/s/get/k", b"");
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.text(), "from the JSON ABI");
+}

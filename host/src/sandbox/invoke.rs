@@ -14,15 +14,7 @@ impl Runtime {
     ) -> Result<Store<GuestState>, GuestError> {
         let (pre, _) = guest.core()?;
         let services = services::RequestServices {
-            kv: self
-                .services
-                .get()
-                .filter(|_| guest.grants.host.contains(GRANT_STORAGE))
-                .and_then(|s| {
-                    crate::storage::Namespace::new(&guest.app)
-                        .ok()
-                        .map(|ns| (s.kv.clone(), ns))
-                }),
+            kv: self.storage_for(guest),
             sessions: guest.grants.host.contains(GRANT_SESSIONS),
             had_session,
             action: None,
@@ -34,6 +26,22 @@ impl Runtime {
             grants: &guest.grants,
         };
         new_store(spec, cpu, wall, services)
+    }
+
+    /// The app's storage namespace, if the app is granted storage and the
+    /// runtime has a store.
+    pub(super) fn storage_for(
+        &self,
+        guest: &GuestModule,
+    ) -> Option<(Arc<dyn crate::storage::KvStore>, crate::storage::Namespace)> {
+        self.services
+            .get()
+            .filter(|_| guest.grants.host.contains(GRANT_STORAGE))
+            .and_then(|s| {
+                crate::storage::Namespace::new(&guest.app)
+                    .ok()
+                    .map(|ns| (s.kv.clone(), ns))
+            })
     }
 
     /// Runs one request on a fresh instance. `meta` is the encoded request

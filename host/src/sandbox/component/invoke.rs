@@ -115,6 +115,7 @@ impl Runtime {
             &guest.app,
             limits,
             &guest.grants,
+            self.storage_for(guest),
             limits.cpu_time,
             limits.wall_time,
         ) {

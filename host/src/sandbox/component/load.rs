@@ -65,6 +65,8 @@ fn probe(pre: &Pre, app: &Arc<str>, limits: &Limits, grants: &Grants) -> Result<
         app,
         limits,
         grants,
+        // Start-up state must not depend on stored data.
+        None,
         LOAD_CPU_BUDGET,
         LOAD_CPU_BUDGET,
     )?;

@@ -8,6 +8,7 @@
 //! sockets, outbound HTTP only to the granted origins).
 
 mod invoke;
+mod keyvalue;
 mod load;
 mod outbound;
 mod request;
@@ -47,6 +48,8 @@ pub struct ComponentState {
     app: Arc<str>,
     /// Captured stdout and stderr.
     log: LogSink,
+    /// The app's storage, if granted (`wasi:keyvalue`).
+    kv: keyvalue::Granted,
 }
 
 impl WasiView for ComponentState {
@@ -74,6 +77,10 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    keyvalue::add_to_linker(&mut linker, |s: &mut ComponentState| keyvalue::Kv {
+        granted: &s.kv,
+        table: &mut s.table,
+    })?;
     Ok(linker)
 }
 
@@ -84,6 +91,7 @@ fn new_store(
     app: &Arc<str>,
     limits: &Limits,
     grants: &Grants,
+    kv: keyvalue::Granted,
     cpu: Duration,
     wall: Duration,
 ) -> Result<Store<ComponentState>, GuestError> {
@@ -112,6 +120,7 @@ fn new_store(
         timing,
         app: app.clone(),
         log,
+        kv,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.budget);
