@@ -8,6 +8,7 @@ mod c_guest;
 mod cli;
 mod components;
 mod crash;
+mod dynamic_components;
 mod fairness;
 mod guests;
 mod hotswap;

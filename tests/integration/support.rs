@@ -14,6 +14,13 @@ pub mod guests {
 
 /// How long a test client waits for any single read before failing: generous,
 /// since CI machines are shared and noisy.
+/// Serialises the tests that load both cores for seconds (compiling large
+/// components) with the one whose bounds assume a quiet machine (fairness).
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A server running for one test, with its own temp dir.
