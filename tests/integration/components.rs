@@ -150,50 +150,118 @@ fn a_component_echoes_five_mebibytes_byte_for_byte() {
 }
 
 #[test]
-fn a_streamed_body_of_five_mebibytes_and_a_slow_one_arrive_whole() {
+fn a_streamed_body_of_five_mebibytes_arrives_whole_and_chunked() {
     let limits = json!({ "limits": { "max_response": "8MiB" } });
     let server = TestServer::start(component_routes(guests::COMPONENT_STREAM, limits));
     let resp = server.get("/c?chunks=80&size=65536");
     assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(resp.header("content-length"), None);
+    assert!(
+        resp.chunks.len() > 1,
+        "sent as it was written: {:?}",
+        resp.chunks
+    );
     assert_eq!(resp.body.len(), 80 * 65536);
     assert!(resp.body[..65536].iter().all(|&b| b == b'a'));
     assert!(resp.body[79 * 65536..].iter().all(|&b| b == b'a' + 79 % 26));
+    // The connection serves the next requests after the stream.
+    let mut client = server.connect();
+    client.send(b"GET /c?chunks=2&size=3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(client.read_response().text(), "aaabbb");
+    client.send(b"GET /c?chunks=1&size=2 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(client.read_response().text(), "aa");
+}
 
+#[test]
+fn a_slow_stream_reaches_the_client_while_the_component_still_writes() {
+    let server = TestServer::start(component_routes(guests::COMPONENT_STREAM, json!({})));
+    let mut client = server.connect();
     let started = Instant::now();
-    let resp = server.get("/c?chunks=5&size=10&delay_ms=100");
-    assert_eq!(resp.status, 200);
-    assert_eq!(
-        resp.text(),
-        "aaaaaaaaaabbbbbbbbbbccccccccccddddddddddeeeeeeeeee"
-    );
+    client.send(b"GET /c?chunks=3&size=4&delay_ms=1000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut first = None;
+    let mut seen = Vec::new();
+    let mut stream = client.stream().try_clone().expect("clone");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    let mut buf = [0u8; 4096];
+    while !seen.ends_with(b"0\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("read");
+        assert!(
+            n > 0,
+            "closed before the end: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+        if first.is_none() && seen.windows(7).any(|w| w == b"4\r\naaaa") {
+            first = Some(started.elapsed());
+        }
+    }
+    let total = started.elapsed();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("Transfer-Encoding: chunked"), "{text}");
     assert!(
-        started.elapsed() >= Duration::from_millis(400),
-        "the guest slept between chunks"
+        text.ends_with("4\r\naaaa\r\n4\r\nbbbb\r\n4\r\ncccc\r\n0\r\n\r\n"),
+        "{text}"
+    );
+    let first = first.expect("the first chunk was seen");
+    // The guest slept 2 s after its first chunk: the client had it long before the end.
+    assert!(
+        first + Duration::from_secs(1) < total,
+        "first chunk at {first:?}, end at {total:?}"
     );
 }
 
 #[test]
-fn a_streamed_body_over_max_response_is_refused_with_502() {
-    let limits = json!({ "limits": { "max_response": "1MiB" } });
-    let server = TestServer::start(component_routes(guests::COMPONENT_STREAM, limits));
-    let resp = server.get("/c?chunks=40&size=65536");
-    assert_eq!(resp.status, 502);
+fn an_http_1_0_client_gets_a_streamed_body_whole_with_its_length() {
+    let server = TestServer::start(component_routes(guests::COMPONENT_STREAM, json!({})));
+    let mut client = server.connect();
+    client.send(b"GET /c?chunks=3&size=2&delay_ms=50 HTTP/1.0\r\n\r\n");
+    let resp = client.read_response();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-length"), Some("6"));
+    assert_eq!(resp.text(), "aabbcc");
+}
+#[test]
+fn a_body_over_max_response_never_reaches_the_client_whole() {
+    let limits = json!({ "limits": { "max_response": "1MiB", "max_body": "4MiB" } });
+    let mut routes = component_routes(guests::COMPONENT_STREAM, limits.clone());
+    routes["apps"]["echo"] =
+        json!({ "module": guests::COMPONENT_ECHO, "limits": limits["limits"] });
+    routes["routes"] = json!([{ "path": "/c", "app": "c" }, { "path": "/echo", "app": "echo" }]);
+    let server = TestServer::start(routes);
+    // A promised length over the limit: refused before any byte is sent.
+    let mut client = server.connect();
+    client.send(&post("/echo", &vec![7u8; 2 * 1024 * 1024]));
+    assert_eq!(client.read_response().status, 502);
+    // A stream that passes the limit after its head went out: cut off, with
+    // no final chunk, so the client knows the body is incomplete.
+    let mut client = server.connect();
+    client.send(b"GET /c?chunks=40&size=65536 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let raw = client.read_to_close();
+    assert!(raw.len() < 40 * 65536, "{} bytes", raw.len());
+    assert!(
+        !raw.ends_with(b"0\r\n\r\n"),
+        "the cut body must not look complete"
+    );
     assert_eq!(
         server.get("/c?chunks=2&size=10").status,
         200,
         "the app still answers"
     );
 }
-
 #[test]
-fn a_components_headers_reach_the_client() {
+fn a_components_headers_and_trailers_reach_the_client() {
     let server = TestServer::start(component_routes(guests::COMPONENT_TRAILERS, json!({})));
     let resp = server.get("/c");
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.header("x-custom"), Some("yes"));
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
     assert_eq!(resp.text(), "with trailers\n");
+    assert_eq!(
+        resp.trailers,
+        [("x-checksum".to_owned(), "abc123".to_owned())]
+    );
 }
-
 #[test]
 fn trapping_looping_and_memory_hungry_components_get_their_specific_answers() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -227,16 +295,48 @@ fn trapping_looping_and_memory_hungry_components_get_their_specific_answers() {
 
 #[test]
 fn a_component_blocked_past_its_wall_time_is_stopped() {
-    let limits = json!({ "limits": { "wall_time": "500ms" } });
-    let server = TestServer::start(component_routes(guests::COMPONENT_STREAM, limits));
+    // An upstream that accepts and never answers: the guest waits on its
+    // response before it has set its own.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let held = thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let limits = json!({ "wall_time": "500ms" });
+    let routes = json!({
+        "apps": {
+            "out": {
+                "module": guests::COMPONENT_OUTBOUND,
+                "limits": limits,
+                "grants": { "outbound": [format!("http://{addr}")] }
+            },
+            "stream": { "module": guests::COMPONENT_STREAM, "limits": limits }
+        },
+        "routes": [{ "path": "/out", "app": "out" }, { "path": "/stream", "app": "stream" }]
+    });
+    let server = TestServer::start(routes);
     let started = Instant::now();
-    let resp = server.get("/c?chunks=3&size=1&delay_ms=60000");
-    assert_eq!(resp.status, 504);
+    let resp = server.get(&format!("/out?url=http%3A%2F%2F{addr}%2F"));
+    assert_eq!(resp.status, 504, "{}", resp.text());
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "{:?}",
         started.elapsed()
     );
+    drop(held);
+
+    // Asleep after its head went out: the stream is cut at the limit, with no
+    // final chunk.
+    let started = Instant::now();
+    let mut client = server.connect();
+    client.send(b"GET /stream?chunks=3&size=1&delay_ms=60000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let raw = client.read_to_close();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}: {text:?}",
+        started.elapsed()
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.ends_with("0\r\n\r\n"), "{text}");
 }
 
 #[test]

@@ -144,6 +144,10 @@ pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Trailer fields of a chunked body.
+    pub trailers: Vec<(String, String)>,
+    /// The sizes of the chunks of a chunked body, in order.
+    pub chunks: Vec<usize>,
 }
 
 impl Resp {
@@ -228,10 +232,15 @@ impl Client {
             status,
             headers,
             body: Vec::new(),
+            trailers: Vec::new(),
+            chunks: Vec::new(),
         };
         if status == 100 {
             // An interim response: the final one follows.
             return resp;
+        }
+        if !head && resp.header("transfer-encoding") == Some("chunked") {
+            return self.read_chunked(resp);
         }
         let len: usize = match resp.header("content-length") {
             Some(v) => v.parse().expect("content-length"),
@@ -247,6 +256,44 @@ impl Client {
         let mut body = vec![0; if head { 0 } else { len }];
         self.reader.read_exact(&mut body).expect("body");
         Resp { body, ..resp }
+    }
+
+    /// Reads a chunked body (RFC 9112 §7.1) and its trailer section.
+    fn read_chunked(&mut self, mut resp: Resp) -> Resp {
+        loop {
+            let mut size = String::new();
+            self.reader.read_line(&mut size).expect("chunk size line");
+            assert!(
+                size.ends_with("\r\n"),
+                "chunk size line not ended by CRLF: {size:?}"
+            );
+            let n = usize::from_str_radix(size.trim_end(), 16)
+                .unwrap_or_else(|e| panic!("bad chunk size {size:?}: {e}"));
+            if n == 0 {
+                break;
+            }
+            let start = resp.body.len();
+            resp.body.resize(start + n, 0);
+            self.reader
+                .read_exact(&mut resp.body[start..])
+                .expect("chunk data");
+            let mut crlf = [0u8; 2];
+            self.reader.read_exact(&mut crlf).expect("chunk end");
+            assert_eq!(&crlf, b"\r\n", "chunk not ended by CRLF");
+            resp.chunks.push(n);
+        }
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("trailer line");
+            let line = line.trim_end_matches("\r\n");
+            if line.is_empty() {
+                return resp;
+            }
+            let (n, v) = line
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("bad trailer {line:?}"));
+            resp.trailers.push((n.to_owned(), v.to_owned()));
+        }
     }
 
     /// Reads until the server closes; returns everything read.

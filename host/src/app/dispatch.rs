@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::http::parse::RequestHead;
-use crate::http::{Body, Request, Response};
+use crate::http::{Body, Request, Response, Version};
 use crate::net::{AccessNote, Answer, Handler, Lane, Plan, Refusal, Rule};
 use wasmhost_abi::RouteMeta;
 
@@ -287,17 +287,7 @@ impl Dispatcher {
                     "guest call"
                 );
                 let mut headers = g.headers;
-                // The session cookie is the host's alone (app/cookies.rs).
-                let dropped = cookies::drop_session_cookies(&mut headers);
-                if dropped > 0 {
-                    tracing::warn!(
-                        app = %guest.app,
-                        route = %matched.pattern,
-                        dropped,
-                        "dropped the guest's Set-Cookie for the host's session cookie `{}`",
-                        sessions::COOKIE_NAME
-                    );
-                }
+                drop_session_cookies_logged(&guest.app, &matched.pattern, &mut headers);
                 let mut resp = Response {
                     status: g.status,
                     headers,
@@ -363,6 +353,24 @@ impl Dispatcher {
         } else {
             &req.headers[..]
         };
+        // A body the component is still writing goes out as it is written:
+        // the head now, the pieces after it (chunked without a length, which
+        // an HTTP/1.0 client cannot take: it gets the body whole).
+        let start = |head: component::Head| {
+            if req.version != Version::Http11 && head.len.is_none() {
+                return None;
+            }
+            let mut headers = head.headers;
+            drop_session_cookies_logged(&guest.app, &matched.pattern, &mut headers);
+            crate::http::stream::start(
+                Response {
+                    status: head.status,
+                    headers,
+                    body: Body::Empty,
+                },
+                head.len,
+            )
+        };
         let incoming = component::Incoming {
             request: req,
             headers,
@@ -374,8 +382,12 @@ impl Dispatcher {
                 user: identity.user,
                 client: req.client,
             },
+            stream: Some(&start),
         };
         let (result, stats) = self.runtime.invoke_component(guest, incoming);
+        let result = result.map(|reply| match reply {
+            component::ComponentReply::Whole(r) | component::ComponentReply::Streamed(r) => r,
+        });
         (result, stats, None)
     }
 
@@ -402,6 +414,21 @@ impl Dispatcher {
         };
         resp.headers.push(("Set-Cookie".to_owned(), cookie));
         Ok(())
+    }
+}
+
+/// Drops a guest's `Set-Cookie` for the host's session cookie, which is the
+/// host's alone (app/cookies.rs), and logs it.
+fn drop_session_cookies_logged(app: &str, route: &str, headers: &mut Vec<(String, String)>) {
+    let dropped = cookies::drop_session_cookies(headers);
+    if dropped > 0 {
+        tracing::warn!(
+            app = %app,
+            route = %route,
+            dropped,
+            "dropped the guest's Set-Cookie for the host's session cookie `{}`",
+            sessions::COOKIE_NAME
+        );
     }
 }
 

@@ -20,6 +20,7 @@ use crate::http::chunked::ChunkedDecoder;
 use crate::http::error::ProtocolError;
 use crate::http::parse::{self, Framing, HeadParse, RequestHead};
 use crate::http::request::wants_json;
+use crate::http::stream::{Next, StreamBody};
 use crate::http::{Body, Method, Request, Response};
 use crate::limits::{IO_CHUNK, LINGER_BYTES, LINGER_TIME, MAX_HEADER_SECTION};
 
@@ -126,6 +127,22 @@ pub struct Outgoing {
     pub written: usize,
     /// A file body, written after `head` and `body`.
     pub file: Option<FileBody>,
+    /// A body still being made by the handler (`http::stream`), written
+    /// after `head` and `body` as its pieces arrive ([`Connection::refill`]).
+    pub stream: Option<StreamBody>,
+}
+
+/// What [`Connection::refill`] found for the front output.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refill {
+    /// Bytes are queued in the front output: write them.
+    More,
+    /// The handler has not made the next piece yet: wait for its wake.
+    Pending,
+    /// The front output has no stream (any more).
+    Done,
+    /// The stream ended before the body did: close the connection.
+    Broken,
 }
 
 impl Outgoing {
@@ -440,10 +457,10 @@ impl<T> Connection<T> {
         let mut head = Vec::with_capacity(256);
         resp.write_head(keep_alive, date, &mut head);
         let forbids_body = Response::status_forbids_body(resp.status);
-        let (body, file) = match resp.body {
-            _ if head_only || forbids_body => (Vec::new(), None),
-            Body::Empty => (Vec::new(), None),
-            Body::Bytes(b) => (b, None),
+        let (body, file, stream) = match resp.body {
+            _ if head_only || forbids_body => (Vec::new(), None, None),
+            Body::Empty => (Vec::new(), None, None),
+            Body::Bytes(b) => (b, None, None),
             Body::File { file, offset, len } => (
                 Vec::new(),
                 Some(FileBody {
@@ -451,21 +468,71 @@ impl<T> Connection<T> {
                     offset,
                     left: len,
                 }),
+                None,
             ),
+            Body::Stream(s) => (Vec::new(), None, Some(s)),
         };
+        // The request stays with the handler until its stream ends: the
+        // next pipelined request waits (one request at a worker at a time).
+        let streaming = stream.is_some();
         self.out.push_back(Outgoing {
             head,
             body,
             written: 0,
             file,
+            stream,
         });
         self.served += 1;
         if !keep_alive {
             self.close_after_write = true;
         }
-        if matches!(self.phase, Phase::Waiting) {
+        if matches!(self.phase, Phase::Waiting) && !streaming {
             self.phase = Phase::Head;
         }
+    }
+
+    /// Takes the next pieces of the front output's stream, once its queued
+    /// bytes are written; the end of the stream ends the request.
+    pub fn refill(&mut self) -> Refill {
+        let Some(o) = self.out.front_mut() else {
+            return Refill::Done;
+        };
+        if !o.fixed_done() {
+            return Refill::More;
+        }
+        let Some(stream) = &mut o.stream else {
+            return Refill::Done;
+        };
+        let (bytes, ended) = match stream.take_ready() {
+            Next::Bytes(b) => (b, false),
+            Next::Done(b) => (b, true),
+            Next::Pending => return Refill::Pending,
+            Next::Broken => {
+                o.stream = None;
+                self.close_after_write = true;
+                return Refill::Broken;
+            }
+        };
+        o.head = Vec::new();
+        o.body = bytes;
+        o.written = 0;
+        if ended {
+            o.stream = None;
+            if matches!(self.phase, Phase::Waiting) {
+                self.phase = Phase::Head;
+            }
+        }
+        Refill::More
+    }
+
+    /// Whether all that is queued is written and the rest waits on the
+    /// handler's stream, which the app's `wall_time` bounds, not the client.
+    fn waits_on_stream(&self) -> bool {
+        self.out.len() == 1
+            && self
+                .out
+                .front()
+                .is_some_and(|o| o.stream.is_some() && o.fixed_done() && o.file.is_none())
     }
 
     fn queue_raw(&mut self, bytes: Vec<u8>) {
@@ -474,6 +541,7 @@ impl<T> Connection<T> {
             body: Vec::new(),
             written: 0,
             file: None,
+            stream: None,
         });
     }
 
@@ -523,7 +591,7 @@ impl<T> Connection<T> {
         if let Some(until) = self.linger_until() {
             return Some((until, None));
         }
-        if self.has_output() {
+        if self.has_output() && !self.waits_on_stream() {
             return Some((self.last_progress + timeouts.write, None));
         }
         match &self.phase {

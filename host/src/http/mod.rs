@@ -1,4 +1,4 @@
-//! HTTP/1.1 without a socket: message types, head parsing and framing, chunked bodies, the connection state machine, dates, and this layer's error table.
+//! HTTP/1.1 without a socket: message types, head parsing and framing, chunked bodies, streamed response bodies, the connection state machine, dates, and this layer's error table.
 
 pub mod chunked;
 pub mod conn;
@@ -8,6 +8,7 @@ pub mod error_page;
 pub mod parse;
 pub mod request;
 pub mod response;
+pub mod stream;
 
 pub use request::{Method, Request, Version};
 pub use response::{Body, Response};

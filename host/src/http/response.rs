@@ -2,8 +2,11 @@
 
 use std::fs::File;
 
-/// What follows the head. Every variant has a known length, so every response
-/// is framed with `Content-Length` and never by closing the connection.
+use super::stream::StreamBody;
+
+/// What follows the head. Every variant but a stream of unknown length has
+/// a known length and is framed with `Content-Length`; such a stream is
+/// framed with chunked transfer coding; none by closing the connection.
 #[derive(Debug)]
 pub enum Body {
     /// No body at all.
@@ -13,6 +16,9 @@ pub enum Body {
     /// A byte range of an open file, streamed by the connection in chunks so
     /// that large files are never read whole into memory.
     File { file: File, offset: u64, len: u64 },
+    /// A body made while it is sent (`http::stream`), from a handler that
+    /// answered early.
+    Stream(StreamBody),
 }
 
 impl Body {
@@ -22,6 +28,7 @@ impl Body {
             Body::Empty => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { len, .. } => *len,
+            Body::Stream(s) => s.len.unwrap_or(0),
         }
     }
 
@@ -91,10 +98,16 @@ impl Response {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if !Response::status_forbids_body(self.status) {
-            out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(self.body.len().to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+        match &self.body {
+            _ if Response::status_forbids_body(self.status) => {}
+            Body::Stream(StreamBody { len: None, .. }) => {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+            body => {
+                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(body.len().to_string().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
         }
         out.extend_from_slice(b"Date: ");
         out.extend_from_slice(date.as_bytes());

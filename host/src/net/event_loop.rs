@@ -45,6 +45,62 @@ pub(super) struct Ticket<T> {
 /// A complete request on its way to be answered.
 type Request2<H> = Job<Ticket<<H as Handler>::Ticket>>;
 
+/// What a worker tells the event loop about the request it runs.
+enum FromWorker {
+    /// The request ended.
+    Done(Done),
+    /// The handler sent its head early; the body follows as a stream.
+    Early(Early),
+    /// The next pieces of a streamed body are ready on this connection.
+    Progress(Owner),
+}
+
+/// A head sent before the handler finished (`http::stream`).
+struct Early {
+    owner: Owner,
+    response: Response,
+    head_only: bool,
+    keep_alive: bool,
+}
+
+/// A worker's `http::stream::Early` hook for the request it runs.
+struct EarlyHook {
+    owner: Owner,
+    head_only: bool,
+    keep_alive: bool,
+    tx: Sender<Message<FromWorker>>,
+    waker: Arc<mio::Waker>,
+    /// Whether the head went out early: then the handler's own answer is not sent.
+    sent: std::cell::Cell<bool>,
+}
+
+impl crate::http::stream::Early for EarlyHook {
+    fn send(&self, response: Response) -> Option<crate::http::stream::Wake> {
+        if self.sent.replace(true) {
+            return None;
+        }
+        let early = Early {
+            owner: self.owner,
+            response,
+            head_only: self.head_only,
+            keep_alive: self.keep_alive,
+        };
+        if self
+            .tx
+            .send(Message::Done(FromWorker::Early(early)))
+            .is_err()
+        {
+            return None;
+        }
+        let _ = self.waker.wake();
+        let (tx, waker, owner) = (self.tx.clone(), self.waker.clone(), self.owner);
+        Some(Arc::new(move || {
+            let _ = tx.send(Message::Done(FromWorker::Progress(owner)));
+            let _ = waker.wake();
+        }))
+    }
+}
+
 /// Which connection a request belongs to (a slab key and its generation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Owner {
@@ -62,7 +118,8 @@ struct Queued<T> {
 /// A worker's answer, on its way back to the event loop.
 struct Done {
     owner: Owner,
-    response: Response,
+    /// The answer, unless its head went out early.
+    response: Option<Response>,
     head_only: bool,
     keep_alive: bool,
     /// The admission permit the request held, to give back.
@@ -82,8 +139,8 @@ pub(super) struct EventLoop<H: Handler> {
     conns: Slab<Conn<Ticket<H::Ticket>>>,
     next_generation: u64,
     pool: ThreadPool,
-    done_tx: Sender<Message<Done>>,
-    done_rx: Receiver<Message<Done>>,
+    done_tx: Sender<Message<FromWorker>>,
+    done_rx: Receiver<Message<FromWorker>>,
     /// Requests asleep with their slot lent, server-wide (their gates count).
     sleepers: Arc<AtomicUsize>,
     /// Requests at workers whose answer has not come back.
@@ -502,11 +559,22 @@ impl<H: Handler> EventLoop<H> {
                 head_only,
                 keep_alive,
             } = job;
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| match &gate {
-                Some(gate) => {
-                    crate::pause::during(gate.clone(), || handler.handle(ticket.ticket, &request))
-                }
-                None => handler.handle(ticket.ticket, &request),
+            let early = Rc::new(EarlyHook {
+                owner,
+                head_only,
+                keep_alive,
+                tx: tx.clone(),
+                waker: waker.clone(),
+                sent: std::cell::Cell::new(false),
+            });
+            let hook: Rc<dyn crate::http::stream::Early> = early.clone();
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                crate::http::stream::during(hook, || match &gate {
+                    Some(gate) => crate::pause::during(gate.clone(), || {
+                        handler.handle(ticket.ticket, &request)
+                    }),
+                    None => handler.handle(ticket.ticket, &request),
+                })
             }));
             let answer = result.unwrap_or_else(|_| {
                 tracing::error!(path = %request.path, "handler panicked");
@@ -521,14 +589,15 @@ impl<H: Handler> EventLoop<H> {
             });
             access_log(&request, &answer, started, Some(waited));
             let parked = gate.as_ref().is_some_and(|g| g.parked());
-            let _ = tx.send(Message::Done(Done {
+            let response = (!early.sent.get()).then_some(answer.response);
+            let _ = tx.send(Message::Done(FromWorker::Done(Done {
                 owner,
-                response: answer.response,
+                response,
                 head_only,
                 keep_alive,
                 permit,
                 parked,
-            }));
+            })));
             let _ = waker.wake();
         });
     }
@@ -538,17 +607,31 @@ impl<H: Handler> EventLoop<H> {
     fn collect_done(&mut self, now: Instant) {
         while let Ok(message) = self.done_rx.try_recv() {
             match message {
-                Message::Done(done) => {
+                Message::Done(FromWorker::Done(done)) => {
                     self.in_flight -= 1;
-                    self.answer(
-                        done.owner,
-                        done.response,
-                        done.head_only,
-                        done.keep_alive,
-                        now,
-                    );
+                    if let Some(response) = done.response {
+                        self.answer(done.owner, response, done.head_only, done.keep_alive, now);
+                    }
                     if let Some(permit) = done.permit {
                         self.release(permit, done.parked, now);
+                    }
+                }
+                Message::Done(FromWorker::Early(early)) => {
+                    self.answer(
+                        early.owner,
+                        early.response,
+                        early.head_only,
+                        early.keep_alive,
+                        now,
+                    );
+                }
+                Message::Done(FromWorker::Progress(owner)) => {
+                    if self
+                        .conns
+                        .get(owner.key)
+                        .is_some_and(|c| c.generation == owner.generation)
+                    {
+                        self.drive(owner.key, now);
                     }
                 }
                 Message::Park(key) => {

@@ -1,4 +1,4 @@
-//! One client socket: reads into and writes out of its connection's protocol state machine (`http::conn`), with `sendfile` for file bodies.
+//! One client socket: reads into and writes out of its connection's protocol state machine (`http::conn`), with `sendfile` for file bodies and streamed bodies as their pieces arrive.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use crate::http::conn::Connection;
+use crate::http::conn::{Connection, Refill};
 
 /// Most bytes asked of one `sendfile` call: bounds the `usize` conversion;
 /// the socket buffer takes far less, and the call returns what fit.
@@ -125,6 +125,19 @@ impl<T> Conn<T> {
                     Err(rustix::io::Errno::AGAIN) => return Ok((moved, false)),
                     Err(rustix::io::Errno::INTR) => {}
                     Err(e) => return Err((moved, e.into())),
+                }
+            }
+            // A body the handler is still making: its next pieces, if any.
+            if o.stream.is_some() {
+                match self.proto.refill() {
+                    Refill::More | Refill::Done => continue,
+                    // Not "socket full": the handler's wake drives this
+                    // connection again when its next piece is ready.
+                    Refill::Pending => return Ok((moved, false)),
+                    Refill::Broken => {
+                        let e = io::Error::other("the streamed body ended before its end");
+                        return Err((moved, e));
+                    }
                 }
             }
             self.proto.pop_output();

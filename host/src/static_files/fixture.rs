@@ -121,6 +121,7 @@ pub(super) fn body_bytes(resp: &mut Response) -> Vec<u8> {
             assert_eq!(out.len() as u64, *len, "file shorter than Body::File len");
             out
         }
+        Body::Stream(_) => panic!("static files never stream a body"),
     }
 }
 

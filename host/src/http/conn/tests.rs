@@ -467,3 +467,86 @@ fn an_announced_body_length_reserves_no_more_than_a_bounded_buffer() {
     );
     assert_eq!(requests[0].body, b"hello");
 }
+
+/// Writes what the connection has ready, refilling from its stream, until
+/// the stream has nothing more for now; returns what `refill` said last.
+fn drain_stream(conn: &mut Connection<String>, sink: &mut Vec<u8>) -> Refill {
+    loop {
+        let Some(out) = conn.front_output() else {
+            return Refill::Done;
+        };
+        let (head, body) = out.unwritten();
+        sink.extend_from_slice(head);
+        sink.extend_from_slice(body);
+        out.written = out.head.len() + out.body.len();
+        if out.stream.is_none() {
+            conn.pop_output();
+            continue;
+        }
+        match conn.refill() {
+            Refill::More => {}
+            Refill::Done => conn.pop_output(),
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn a_streamed_answer_is_chunked_and_holds_back_the_next_request_until_it_ends() {
+    use crate::http::stream::{Piece, channel};
+    let now = Instant::now();
+    let mut conn: Connection<String> = Connection::new(peer(), now);
+    conn.received(
+        b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+        now,
+    )
+    .expect("not lingering");
+    let Event::Request(job) = conn.process(route(0), now, DATE) else {
+        panic!("the first request")
+    };
+    let (sink, body) = channel(None, std::sync::Arc::new(|| {}));
+    let mut resp = Response::new(200);
+    resp.body = Body::Stream(body);
+    conn.respond(resp, job.head_only, job.keep_alive, DATE);
+    let mut written = Vec::new();
+    assert_eq!(drain_stream(&mut conn, &mut written), Refill::Pending);
+    let text = String::from_utf8_lossy(&written).into_owned();
+    assert!(text.contains("Transfer-Encoding: chunked\r\n"), "{text}");
+    assert!(!text.contains("Content-Length"), "{text}");
+    // The stream is the handler's: the pipelined request waits, and the
+    // write deadline does not run while the handler makes the body.
+    assert!(matches!(conn.process(route(0), now, DATE), Event::Waiting));
+    assert_eq!(conn.deadline(&timeouts()), None);
+    sink.send(Piece::Data(b"hi".to_vec()));
+    assert_eq!(drain_stream(&mut conn, &mut written), Refill::Pending);
+    sink.send(Piece::End(vec![("x-t".into(), "1".into())]));
+    assert_eq!(drain_stream(&mut conn, &mut written), Refill::Done);
+    assert!(String::from_utf8_lossy(&written).ends_with("\r\n\r\n2\r\nhi\r\n0\r\nx-t: 1\r\n\r\n"));
+    let Event::Request(job) = conn.process(route(0), now, DATE) else {
+        panic!("the second request, once the stream ended")
+    };
+    assert_eq!(job.request.path, "/b");
+}
+
+#[test]
+fn a_broken_stream_closes_the_connection_after_what_was_sent() {
+    use crate::http::stream::{Piece, channel};
+    let now = Instant::now();
+    let mut conn: Connection<String> = Connection::new(peer(), now);
+    conn.received(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n", now)
+        .expect("not lingering");
+    let Event::Request(job) = conn.process(route(0), now, DATE) else {
+        panic!("a request")
+    };
+    let (sink, body) = channel(Some(10), std::sync::Arc::new(|| {}));
+    let mut resp = Response::new(200);
+    resp.body = Body::Stream(body);
+    conn.respond(resp, job.head_only, job.keep_alive, DATE);
+    sink.send(Piece::Data(b"abc".to_vec()));
+    drop(sink);
+    let mut written = Vec::new();
+    assert_eq!(drain_stream(&mut conn, &mut written), Refill::Broken);
+    let text = String::from_utf8_lossy(&written).into_owned();
+    assert!(text.contains("Content-Length: 10\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nabc"), "{text}");
+}

@@ -9,10 +9,11 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::task::Poll;
 
 use bytes::Bytes;
+use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -20,6 +21,19 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::request::{self, RouteHeaders};
 use super::*;
 use crate::http::Request;
+use crate::http::stream::{Piece, StreamSink};
+
+/// The head of a component's response, offered to the caller to stream the
+/// body; `len` is the length the component promised (`Content-Length`).
+pub struct Head {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub len: Option<u64>,
+}
+
+/// Starts streaming a response from its head, or declines (`None`): the
+/// body is then read whole.
+pub type StartStream<'a> = &'a (dyn Fn(Head) -> Option<StreamSink> + Sync);
 
 /// A request as a component receives it.
 pub struct Incoming<'a> {
@@ -30,10 +44,19 @@ pub struct Incoming<'a> {
     pub headers: &'a [(String, String)],
     /// What the host adds about the route and the user.
     pub route: RouteHeaders<'a>,
+    /// How to stream a body the component is still writing when its head
+    /// is set; `None` reads every body whole.
+    pub stream: Option<StartStream<'a>>,
 }
 
-/// A component's answer, read whole within `max_response`.
-pub type ComponentReply = GuestResponse;
+/// A component's answer, within `max_response`.
+pub enum ComponentReply {
+    /// Read whole: status, headers and body.
+    Whole(GuestResponse),
+    /// Streamed as it was written: the head went out early and the body
+    /// through the stream (here the head only, for the caller's records).
+    Streamed(GuestResponse),
+}
 
 thread_local! {
     /// Each worker's own runtime: a component request runs start to finish
@@ -79,8 +102,8 @@ fn block_on_here<F: Future>(fut: F) -> Result<F::Output, GuestError> {
 
 /// How a request's guest future and body reader ended.
 enum Ended {
-    /// Both finished: the guest returned and the body was read whole.
-    Both(Result<GuestResponse, GuestError>),
+    /// Both finished: the guest returned and the body was read.
+    Both(Result<ComponentReply, GuestError>),
     /// The guest failed (trap, limit), whatever the reader had.
     Guest(wasmtime::Error),
     /// The reader failed (response too large, an error the guest set): the
@@ -122,7 +145,15 @@ impl Runtime {
             Ok(s) => s,
             Err(e) => return (Err(e), stats),
         };
-        let ended = run(pre, &mut store, request, limits, &mut stats, started);
+        let ended = run(
+            pre,
+            &mut store,
+            request,
+            limits,
+            incoming.stream,
+            &mut stats,
+            started,
+        );
         let state = store.data();
         stats.peak_memory = state.budget.peak_memory;
         let result = match ended {
@@ -148,6 +179,7 @@ fn run(
     store: &mut Store<ComponentState>,
     request: http::Request<http_body_util::Full<Bytes>>,
     limits: &Limits,
+    stream: Option<StartStream<'_>>,
     stats: &mut CallStats,
     started: Instant,
 ) -> Result<Ended, GuestError> {
@@ -177,12 +209,12 @@ fn run(
             .call_handle(&mut *store, req, out)
             .await
     };
-    let reader = read_response(receiver, max_response);
+    let reader = read_response(receiver, max_response, stream);
     let both = async {
         let mut guest = pin!(guest);
         let mut reader = pin!(reader);
         let mut guest_done: Option<wasmtime::Result<()>> = None;
-        let mut read: Option<Result<GuestResponse, GuestError>> = None;
+        let mut read: Option<Result<ComponentReply, GuestError>> = None;
         let mut pending_since: Option<Instant> = None;
         std::future::poll_fn(move |cx| {
             // Time between a Pending and the next poll is time the guest
@@ -240,11 +272,14 @@ fn run(
 }
 
 /// Waits for the response the guest sets and reads its body, refusing more
-/// than `max_response` bytes; trailers are not forwarded.
+/// than `max_response` bytes. A body the guest is still writing once what it
+/// has written is read goes to the client as a stream, if `stream` agrees;
+/// trailers go only with a stream of unknown length (chunked framing).
 async fn read_response(
     receiver: tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
     max_response: u64,
-) -> Result<GuestResponse, GuestError> {
+    stream: Option<StartStream<'_>>,
+) -> Result<ComponentReply, GuestError> {
     let response = match receiver.await {
         Ok(Ok(r)) => r,
         Ok(Err(code)) => {
@@ -256,21 +291,94 @@ async fn read_response(
         Err(_) => std::future::pending().await,
     };
     let (parts, mut body) = response.into_parts();
+    let promised = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = |len: u64| GuestError::ResponseTooLarge {
+        len,
+        limit: max_response,
+    };
+    if let Some(len) = promised.filter(|len| *len > max_response) {
+        return Err(too_large(len));
+    }
+    let head = request::response(parts, Vec::new())?;
+    let start = |head: &GuestResponse| {
+        stream.and_then(|start| {
+            start(Head {
+                status: head.status,
+                headers: head.headers.clone(),
+                len: promised,
+            })
+        })
+    };
     let mut bytes: Vec<u8> = Vec::new();
-    while let Some(frame) = body.frame().await {
+    let mut total = 0u64;
+    let mut sink: Option<StreamSink> = None;
+    let mut offered = false;
+    let mut trailers = Vec::new();
+    loop {
+        let ready =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let frame = match ready {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                // The guest is still writing: stream from here on.
+                if !offered {
+                    offered = true;
+                    sink = start(&head);
+                    if let Some(s) = &sink
+                        && !bytes.is_empty()
+                    {
+                        s.send(Piece::Data(std::mem::take(&mut bytes)));
+                    }
+                }
+                body.frame().await
+            }
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| {
             GuestError::Malformed(format!("the component's response body failed: {e}"))
         })?;
-        if let Ok(data) = frame.into_data() {
-            let len = bytes.len() as u64 + data.len() as u64;
-            if len > max_response {
-                return Err(GuestError::ResponseTooLarge {
-                    len,
-                    limit: max_response,
-                });
+        match frame.into_data() {
+            Ok(data) => {
+                total += data.len() as u64;
+                if total > max_response {
+                    return Err(too_large(total));
+                }
+                match &sink {
+                    Some(s) => {
+                        // A client that left takes nothing more; the guest is
+                        // still read to its end, within max_response.
+                        s.send(Piece::Data(data.to_vec()));
+                    }
+                    None => bytes.extend_from_slice(&data),
+                }
             }
-            bytes.extend_from_slice(&data);
+            Err(frame) => {
+                if let Ok(map) = frame.into_trailers() {
+                    trailers = request::trailers(&map)?;
+                }
+            }
         }
     }
-    request::response(parts, bytes)
+    // Trailers need chunked framing: a whole body that has them goes as a
+    // stream too.
+    if sink.is_none() && !offered && !trailers.is_empty() && promised.is_none() {
+        sink = start(&head);
+        if let Some(s) = &sink {
+            s.send(Piece::Data(std::mem::take(&mut bytes)));
+        }
+    }
+    match sink {
+        Some(s) => {
+            s.send(Piece::End(trailers));
+            Ok(ComponentReply::Streamed(head))
+        }
+        None => Ok(ComponentReply::Whole(GuestResponse {
+            body: bytes,
+            ..head
+        })),
+    }
 }

@@ -13,7 +13,7 @@ mod load;
 mod outbound;
 mod request;
 
-pub use invoke::{ComponentReply, Incoming};
+pub use invoke::{ComponentReply, Head, Incoming, StartStream};
 pub use request::{HEADER_PREFIX, RouteHeaders};
 
 use super::*;

@@ -129,23 +129,35 @@ pub(super) fn response(
             "status {status} is outside 200-599"
         )));
     }
-    let mut headers = Vec::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        let Ok(value) = value.to_str() else {
-            return Err(GuestError::Malformed(format!(
-                "header {name} is not visible ASCII"
-            )));
-        };
-        if crate::sandbox::abi::is_host_owned(name.as_str()) {
-            continue;
-        }
-        headers.push((name.as_str().to_owned(), value.to_owned()));
-    }
+    let headers = fields(&parts.headers, "header")?;
     Ok(GuestResponse {
         status,
         headers,
         body,
     })
+}
+
+/// A component's trailer fields as the host sends them: as its headers.
+pub(super) fn trailers(map: &http::HeaderMap) -> Result<Vec<(String, String)>, GuestError> {
+    fields(map, "trailer")
+}
+
+/// Header or trailer fields of a component's response as the host sends
+/// them: visible ASCII values, none of the fields the host owns.
+fn fields(map: &http::HeaderMap, what: &str) -> Result<Vec<(String, String)>, GuestError> {
+    let mut out = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let Ok(value) = value.to_str() else {
+            return Err(GuestError::Malformed(format!(
+                "{what} {name} is not visible ASCII"
+            )));
+        };
+        if crate::sandbox::abi::is_host_owned(name.as_str()) {
+            continue;
+        }
+        out.push((name.as_str().to_owned(), value.to_owned()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
