@@ -81,6 +81,21 @@ fn broken_modules() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ),
         ("missing export", missing_export, "wasmhost_handle"),
         ("trapping start", trapping_start, "start-up"),
+        // Components: one without the wasi:http export, one importing an
+        // interface the host does not have.
+        (
+            "component without incoming-handler",
+            wat::parse_str("(component)").unwrap(),
+            "is not a wasi:http proxy",
+        ),
+        (
+            "component with an unknown import",
+            wat::parse_str(
+                r#"(component (import "acme:nope/thing" (instance (export "f" (func)))))"#,
+            )
+            .unwrap(),
+            "cannot link the component",
+        ),
         // An ELF executable uploaded by mistake: one line, its magic in hex.
         (
             "not wasm",
@@ -392,6 +407,19 @@ fn broken_modules_are_refused_both_ways() {
     replace_file(&module, &v2);
     hot.wait_for_body("/v", "v2", Instant::now());
     assert_eq!(hot.app_status()["status"], "ok");
+}
+
+#[test]
+fn an_app_swaps_between_a_module_and_a_component_and_rolls_back() {
+    let v1 = version_module("v1");
+    let hot = Hot::start(&v1);
+    let component = std::fs::read(crate::support::guests::COMPONENT_HELLO).unwrap();
+    let (status, v) = hot.admin("PUT", "/apps/app/module", &component);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(hot.body("/v"), "hello from a component\n");
+    let (status, v) = hot.admin("POST", "/apps/app/rollback", b"");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(hot.body("/v"), "v1");
 }
 
 #[test]
