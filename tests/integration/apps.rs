@@ -83,7 +83,7 @@ fn session_cookie(resp: &Resp) -> Option<String> {
 }
 
 /// Registers and logs in; returns the session cookie.
-fn sign_up(server: &TestServer, name: &str) -> String {
+pub(crate) fn sign_up(server: &TestServer, name: &str) -> String {
     let resp = post(
         server,
         "/user/register",

@@ -525,3 +525,92 @@ fn a_component_sees_the_data_a_json_abi_version_of_its_app_stored() {
     assert_eq!(got.status, 200, "{}", got.text());
     assert_eq!(got.text(), "from the JSON ABI");
 }
+
+#[test]
+fn a_components_fuel_body_limit_and_error_pages_are_its_apps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("pages")).unwrap();
+    std::fs::write(dir.path().join("pages/oops.html"), "<p>oops, sorry</p>").unwrap();
+    let routes = json!({
+        "apps": {
+            "spin": { "module": guests::COMPONENT_SPIN, "limits": { "fuel": 5_000_000 } },
+            "echo": { "module": guests::COMPONENT_ECHO, "limits": { "max_body": "1KiB" } },
+            "trap": { "module": guests::COMPONENT_TRAP, "error_pages": { "500": "pages/oops.html" } }
+        },
+        "routes": [
+            { "path": "/spin", "app": "spin" },
+            { "path": "/echo", "app": "echo" },
+            { "path": "/trap", "app": "trap" }
+        ]
+    });
+    let server = TestServer::start_in(dir, routes, |_| {});
+    assert_eq!(server.get("/spin").status, 504, "fuel runs out");
+    let mut client = server.connect();
+    client.send(&post("/echo", &[1u8; 2048]));
+    assert_eq!(
+        client.read_response().status,
+        413,
+        "refused before the guest runs"
+    );
+    let mut client = server.connect();
+    client.send(&post("/echo", &[1u8; 512]));
+    assert_eq!(client.read_response().body, [1u8; 512]);
+    let trap = server.get("/trap");
+    assert_eq!(trap.status, 500);
+    assert_eq!(trap.text(), "<p>oops, sorry</p>");
+}
+
+#[test]
+fn a_component_gets_only_the_environment_and_directory_it_is_granted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("files")).unwrap();
+    std::fs::write(dir.path().join("files/hello.txt"), "granted file\n").unwrap();
+    let routes = json!({
+        "apps": {
+            "granted": {
+                "module": guests::COMPONENT_ECHO,
+                "grants": { "env": { "GREETING": "hi" }, "dir": { "host": "files", "guest": "/data" } }
+            },
+            "bare": { "module": guests::COMPONENT_ECHO }
+        },
+        "routes": [{ "path": "/granted/...", "app": "granted" }, { "path": "/bare/...", "app": "bare" }]
+    });
+    let server = TestServer::start_in(dir, routes, |_| {});
+    assert_eq!(server.get("/granted/env").text(), "GREETING=hi\n");
+    assert_eq!(
+        server.get("/granted/file/hello.txt").text(),
+        "granted file\n"
+    );
+    assert_eq!(
+        server.get("/bare/env").text(),
+        "",
+        "no variable without a grant"
+    );
+    let bare = server.get("/bare/file/hello.txt").text();
+    assert!(bare.starts_with("cannot read /data/hello.txt"), "{bare}");
+}
+
+#[test]
+fn a_signed_in_user_reaches_a_component_and_the_session_cookie_does_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut routes = crate::apps::apps_routes(dir.path());
+    routes["apps"]["c"] = json!({ "module": guests::COMPONENT_ECHO, "login_required": true });
+    routes["routes"]
+        .as_array_mut()
+        .expect("routes")
+        .push(json!({ "path": "/c/...", "app": "c" }));
+    let server = TestServer::start_in(dir, routes, |_| {});
+    let cookie = crate::apps::sign_up(&server, "ann");
+    let mut client = server.connect();
+    client.send(
+        format!("GET /c/me/inspect HTTP/1.1\r\nHost: t\r\nCookie: {cookie}; theme=dark\r\n\r\n")
+            .as_bytes(),
+    );
+    let resp = client.read_response();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let text = resp.text();
+    assert!(text.contains("header wasmhost-user-name: ann\n"), "{text}");
+    assert!(text.contains("header wasmhost-user-id: "), "{text}");
+    assert!(text.contains("header cookie: theme=dark\n"), "{text}");
+    assert!(!text.contains("wasmhost_session"), "{text}");
+}

@@ -1,4 +1,4 @@
-//! `component-echo`: answers with the request body, or with a description of the request on a path ending in `/inspect`.
+//! `component-echo`: answers with the request body, or with a description of the request on a path ending in `/inspect`, its environment on `/env`, or the file `/data/<name>` on `/file/<name>`.
 
 use wasi::exports::http::incoming_handler::Guest;
 use wasi::http::types::{
@@ -23,6 +23,18 @@ impl Guest for Component {
         if path.ends_with("/inspect") {
             let text = describe(&request, path_with_query.as_deref());
             respond(response_out, "text/plain", text.as_bytes(), false);
+        } else if path.ends_with("/env") {
+            let text: String = std::env::vars()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect();
+            respond(response_out, "text/plain", text.as_bytes(), false);
+        } else if let Some((_, name)) = path.split_once("/file/") {
+            // A granted directory, read with std (wasi:filesystem underneath).
+            let text = match std::fs::read(format!("/data/{name}")) {
+                Ok(bytes) => bytes,
+                Err(e) => format!("cannot read /data/{name}: {e}\n").into_bytes(),
+            };
+            respond(response_out, "text/plain", &text, false);
         } else {
             let body = read_body(request);
             respond(response_out, "application/octet-stream", &body, true);
