@@ -17,6 +17,9 @@
 #   BENCH_CRITERION_SECS=3  Criterion measurement time per benchmark (0: skip)
 #   BENCH_WORKERS=          wasmhost --workers (default: the server's own default)
 #   BENCH_KEEP=1            keep the temporary directory (configs, logs, raw results)
+#   BENCH_COMPONENTS=1      then run bench/components.sh with this release binary:
+#                           the same wasi:http components on wasmhost and on
+#                           `wasmtime serve` 48, interleaved (0: skip)
 set -euo pipefail
 
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
@@ -413,3 +416,10 @@ fi
 extra "load after the run" "$(loadavg)"
 echo
 python3 "$BENCH/summarize.py" "$RESULTS" "$EXTRA"
+
+# --- components: wasmhost against `wasmtime serve` on the same components ----
+if [ "${BENCH_COMPONENTS:-1}" != 0 ]; then
+    echo
+    WASMHOST="$WASMHOST" ROUNDS="$ROUNDS" SECONDS_PER_RUN="$SECONDS_PER_RUN" \
+        bash "$BENCH/components.sh"
+fi

@@ -614,3 +614,28 @@ fn a_signed_in_user_reaches_a_component_and_the_session_cookie_does_not() {
     assert!(text.contains("header cookie: theme=dark\n"), "{text}");
     assert!(!text.contains("wasmhost_session"), "{text}");
 }
+
+#[test]
+fn a_blocked_component_lends_its_run_slot_to_the_next_request() {
+    // Four workers, 16 requests (the app's max_concurrency) that each block
+    // for 1.5 s after their first chunk: only lent slots let them all run at
+    // once. Holding their slots, three would run and the rest would wait in
+    // the app's queue past its queue_timeout of 1 s (503).
+    let routes = component_routes(guests::COMPONENT_STREAM, json!({}));
+    let server = TestServer::start_with(routes, |s| s.workers = 4);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.send(b"GET /c?chunks=2&size=1&delay_ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n");
+                let r = c.read_response();
+                (r.status, r.text())
+            })
+        })
+        .collect();
+    for c in clients {
+        let (status, text) = c.join().expect("client");
+        assert_eq!((status, text.as_str()), (200, "ab"));
+    }
+}

@@ -59,16 +59,42 @@ fn apps_that_keep_every_request_asleep_cannot_starve_another_app() {
         apps.insert(name.clone(), json!({ "module": module }));
         routes.push(json!({ "path": format!("/{name}"), "app": name }));
     }
+    let paths = (0..ATTACKERS).map(|i| format!("/sleepy{i}")).collect();
+    attack_and_probe(dir, json!({ "apps": apps, "routes": routes }), paths);
+}
+
+#[test]
+fn components_that_keep_every_request_blocked_cannot_starve_another_app() {
+    let _alone = crate::support::exclusive();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut apps = serde_json::Map::new();
+    apps.insert("hello".into(), json!({ "module": guests::HELLO }));
+    let mut routes = vec![json!({ "path": "/hello", "app": "hello" })];
+    for i in 0..ATTACKERS {
+        let name = format!("blocked{i}");
+        apps.insert(name.clone(), json!({ "module": guests::COMPONENT_STREAM }));
+        routes.push(json!({ "path": format!("/{name}"), "app": name }));
+    }
+    // Each attacking request blocks on a monotonic-clock pollable after its
+    // first chunk, for the whole attack sleep.
+    let paths = (0..ATTACKERS)
+        .map(|i| format!("/blocked{i}?chunks=2&size=1&delay_ms={ATTACK_SLEEP_MS}"))
+        .collect();
+    attack_and_probe(dir, json!({ "apps": apps, "routes": routes }), paths);
+}
+
+/// Serves `routes`, sends `CLIENTS_PER_ATTACKER` clients at each of `paths`
+/// for six seconds, and probes `/hello` meanwhile: every probe must be
+/// answered 200 within `PROBE_BOUND`.
+fn attack_and_probe(dir: tempfile::TempDir, routes: serde_json::Value, paths: Vec<String>) {
     // The default worker count of a 2-core machine.
-    let server = TestServer::start_in(dir, json!({ "apps": apps, "routes": routes }), |s| {
-        s.workers = 16
-    });
+    let server = TestServer::start_in(dir, routes, |s| s.workers = 16);
     let addr = server.addr;
 
     let attack_ends = Instant::now() + Duration::from_secs(6);
-    let attackers: Vec<_> = (0..ATTACKERS * CLIENTS_PER_ATTACKER)
+    let attackers: Vec<_> = (0..paths.len() * CLIENTS_PER_ATTACKER)
         .map(|n| {
-            let path = format!("/sleepy{}", n % ATTACKERS);
+            let path = paths[n % paths.len()].clone();
             thread::spawn(move || {
                 let (mut answered, mut slept) = (0u32, 0u32);
                 while Instant::now() < attack_ends {

@@ -17,7 +17,7 @@ use super::{GuestState, Stop};
 /// Shortest sleep for which a guest lends its run slot to another request
 /// (`crate::pause`): lending and taking it back cost two trips through the
 /// event loop, tens of microseconds, not worth it for a shorter nap.
-const PARK_AFTER: Duration = Duration::from_millis(1);
+pub(super) const PARK_AFTER: Duration = Duration::from_millis(1);
 
 /// Most subscriptions in one call: wasi-libc polls a handful at once, and
 /// reading each costs host time that no epoch can interrupt.

@@ -22,6 +22,7 @@ use super::request::{self, RouteHeaders};
 use super::*;
 use crate::http::Request;
 use crate::http::stream::{Piece, StreamSink};
+use crate::sandbox::poll::PARK_AFTER;
 
 /// The head of a component's response, offered to the caller to stream the
 /// body; `len` is the length the component promised (`Content-Length`).
@@ -210,18 +211,35 @@ fn run(
             .await
     };
     let reader = read_response(receiver, max_response, stream);
+    let wall_deadline = started + limits.wall_time;
     let both = async {
         let mut guest = pin!(guest);
         let mut reader = pin!(reader);
         let mut guest_done: Option<wasmtime::Result<()>> = None;
         let mut read: Option<Result<ComponentReply, GuestError>> = None;
         let mut pending_since: Option<Instant> = None;
+        // Blocked for `PARK_AFTER`, the guest lends its run slot (as a
+        // sleeping JSON-ABI guest does, `poll.rs`) and needs one back to go on.
+        let mut park_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut parked = false;
+        let add_idle = move |since: Instant| {
+            let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            idle.fetch_add(nanos, Ordering::Relaxed);
+        };
         std::future::poll_fn(move |cx| {
             // Time between a Pending and the next poll is time the guest
             // spent blocked, which `cpu_time` does not count.
             if let Some(since) = pending_since.take() {
-                let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                idle.fetch_add(nanos, Ordering::Relaxed);
+                add_idle(since);
+            }
+            if parked {
+                parked = false;
+                let from = Instant::now();
+                let back = crate::pause::resume(wall_deadline);
+                add_idle(from);
+                if !back {
+                    return Poll::Ready(Ended::Wall);
+                }
             }
             if guest_done.is_none()
                 && let Poll::Ready(r) = guest.as_mut().poll(cx)
@@ -244,6 +262,15 @@ fn run(
                 (Some(_), Some(r)) => Poll::Ready(Ended::Both(r)),
                 (None, r) => {
                     read = r;
+                    if park_timer.as_ref().is_some_and(|t| t.is_elapsed()) {
+                        park_timer = None;
+                        parked = crate::pause::park();
+                    } else if !parked {
+                        let mut timer = Box::pin(tokio::time::sleep(PARK_AFTER));
+                        // Registers the wake-up; it cannot be due yet.
+                        let _ = timer.as_mut().poll(cx);
+                        park_timer = Some(timer);
+                    }
                     pending_since = Some(Instant::now());
                     Poll::Pending
                 }
