@@ -248,7 +248,8 @@ fn runaway_guests_are_stopped_with_their_answer_and_hello_keeps_answering() {
             // The generic page: no details.
             assert!(!resp.text().contains("trap"), "{path}: {}", resp.text());
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "{path}");
+        // Generous, for a loaded CI machine: each answer needs under 2 s.
+        assert!(started.elapsed() < Duration::from_secs(60), "{path}");
         assert_hello(&server);
     }
     // During the attack: a loop on as many connections as there are workers.
@@ -851,9 +852,13 @@ pub(crate) fn load_error(wat: &str, settings: Value) -> String {
         max_body: wasmhost::limits::DEFAULT_MAX_BODY,
         data_dir: None,
     });
+    // Generous: the start-up budget is 2 s, but on a loaded 2-core CI
+    // machine (the JavaScript and Python component test compiles 30 MB of
+    // Wasm meanwhile) a load with pre-initialization took over 30 s.
     assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "load took too long"
+        started.elapsed() < Duration::from_secs(120),
+        "load took too long: {:?}",
+        started.elapsed()
     );
     match result {
         Ok(handle) => {
