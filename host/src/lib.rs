@@ -23,4 +23,6 @@ pub mod app;
 
 pub mod control;
 
-pub use control::supervisor::{Host, HotSwap, Options, new_runtime, start, start_host};
+pub use control::supervisor::{
+    Host, HotSwap, Options, RedisSettings, new_runtime, start, start_host,
+};

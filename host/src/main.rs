@@ -110,6 +110,19 @@ struct ServeArgs {
     /// Directory where deployed modules are kept.
     #[arg(long, default_value = "data")]
     data: PathBuf,
+    /// Where apps' storage and sessions live: `sqlite` (files under --data,
+    /// the default) or a Redis server shared by a cluster of hosts
+    /// (`redis://HOST:PORT/DB`, `rediss://…`, `redis+unix:///PATH`), which
+    /// also carries deploys and rollbacks to every host (docs/scale-out.md).
+    #[arg(long, default_value = "sqlite", env = "WASMHOST_STORAGE")]
+    storage: String,
+    /// Prefix of every Redis key this cluster writes.
+    #[arg(long, default_value = wasmhost::storage::redis_store::DEFAULT_PREFIX)]
+    redis_prefix: String,
+    /// This host's name in its cluster (default: the machine's host name and
+    /// the listening port).
+    #[arg(long)]
+    node: Option<String>,
     /// Do not watch routes.json and the modules for changes.
     #[arg(long)]
     no_watch: bool,
@@ -129,6 +142,9 @@ impl Default for ServeArgs {
             admin_token: std::env::var("WASMHOST_ADMIN_TOKEN").ok(),
             admin_token_file: None,
             data: PathBuf::from("data"),
+            storage: std::env::var("WASMHOST_STORAGE").unwrap_or_else(|_| "sqlite".into()),
+            redis_prefix: wasmhost::storage::redis_store::DEFAULT_PREFIX.into(),
+            node: None,
             no_watch: false,
         }
     }
@@ -196,6 +212,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.max_connections = args.max_connections;
     server.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     server.header_timeout = std::time::Duration::from_secs(args.header_timeout);
+    let redis = redis_settings(&args)?;
     let token = read_token(args.admin_token, args.admin_token_file.as_deref())?;
     let hot = wasmhost::HotSwap {
         watch: !args.no_watch,
@@ -211,6 +228,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             server,
             max_body: args.max_body,
             data_dir: Some(args.data),
+            redis,
         },
         hot,
     )?;
@@ -240,6 +258,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The admin token from a file (first) or a flag/environment value; an empty one is an error.
+/// `--storage`: `sqlite`, or the Redis settings of a cluster.
+fn redis_settings(args: &ServeArgs) -> anyhow::Result<Option<wasmhost::RedisSettings>> {
+    let storage = args.storage.trim();
+    if storage.eq_ignore_ascii_case("sqlite") {
+        return Ok(None);
+    }
+    let scheme = storage.split("://").next().unwrap_or("");
+    if !["redis", "rediss", "redis+unix", "unix"].contains(&scheme) || !storage.contains("://") {
+        anyhow::bail!(
+            "--storage {storage:?}: expected `sqlite` or a Redis URL (redis://HOST:PORT/DB, rediss://…, redis+unix:///PATH)"
+        );
+    }
+    let node = match &args.node {
+        Some(node) if !node.trim().is_empty() => node.trim().to_owned(),
+        Some(_) => anyhow::bail!("--node: the name is empty"),
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "wasmhost".into());
+            format!("{host}:{}", args.listen.port())
+        }
+    };
+    Ok(Some(wasmhost::RedisSettings {
+        url: storage.to_owned(),
+        prefix: args.redis_prefix.clone(),
+        node,
+    }))
+}
+
 fn read_token(
     token: Option<String>,
     file: Option<&std::path::Path>,
@@ -354,7 +401,55 @@ fn status(json: bool, admin: &AdminClientArgs) -> anyhow::Result<()> {
     if let Some(message) = answer["config_error"]["message"].as_str() {
         println!("config error: {message}");
     }
+    print_cluster(&answer["cluster"]);
     Ok(())
+}
+
+/// The NODES table of `wasmhost status` for a host in a cluster: every
+/// node's version of every app.
+fn print_cluster(cluster: &serde_json::Value) {
+    if cluster.is_null() {
+        return;
+    }
+    println!();
+    println!(
+        "cluster via {} (this node: {})",
+        cluster["redis"].as_str().unwrap_or("?"),
+        cluster["node"].as_str().unwrap_or("?")
+    );
+    if let Some(error) = cluster["error"].as_str() {
+        println!("cluster status unavailable: {error}");
+        return;
+    }
+    println!(
+        "{:<28} {:<20} {:<12} {:<12} STATUS",
+        "NODE", "APP", "VERSION", "CLUSTER"
+    );
+    for node in cluster["nodes"].as_array().into_iter().flatten() {
+        let name = node["node"].as_str().unwrap_or("");
+        let shown = if node["stale"].as_bool() == Some(true) {
+            format!("{name} (not seen)")
+        } else {
+            name.to_owned()
+        };
+        for (app, state) in node["apps"].as_object().into_iter().flatten() {
+            let short = |v: &serde_json::Value| {
+                let v = v.as_str().unwrap_or("-");
+                v[..v.len().min(12)].to_owned()
+            };
+            println!(
+                "{:<28} {:<20} {:<12} {:<12} {}",
+                shown,
+                app,
+                short(&state["version"]),
+                short(&cluster["versions"][app]),
+                state["status"].as_str().unwrap_or("")
+            );
+            if let Some(message) = state["last_error"]["message"].as_str() {
+                println!("    last error: {message}");
+            }
+        }
+    }
 }
 
 /// Like `nginx -t`: everything `serve` would load, without serving.

@@ -152,6 +152,7 @@ fn javascript_and_python_components_serve_and_swap_under_load_with_no_failed_req
             max_body: wasmhost::limits::DEFAULT_MAX_BODY,
             // The compiled-module cache: later runs load instead of compiling.
             data_dir: Some(out_dir().join("host-data")),
+            redis: None,
         },
         wasmhost::HotSwap {
             watch: false,

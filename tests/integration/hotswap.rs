@@ -134,6 +134,7 @@ impl Hot {
                 server,
                 max_body: wasmhost::limits::DEFAULT_MAX_BODY,
                 data_dir: None,
+                redis: None,
             },
             wasmhost::HotSwap {
                 watch: true,

@@ -136,6 +136,7 @@ fn snapshots_are_cached_under_the_data_dir_and_reused() {
             server,
             max_body: wasmhost::limits::DEFAULT_MAX_BODY,
             data_dir: Some(data.to_owned()),
+            redis: None,
         })
         .unwrap_or_else(|e| panic!("server failed to start: {e:#}"))
     };

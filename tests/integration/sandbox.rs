@@ -595,6 +595,7 @@ fn a_request_refused_by_admission_gets_the_apps_503_page_and_is_counted() {
             server,
             max_body: wasmhost::limits::DEFAULT_MAX_BODY,
             data_dir: None,
+            redis: None,
         },
         wasmhost::HotSwap {
             watch: false,
@@ -851,6 +852,7 @@ pub(crate) fn load_error(wat: &str, settings: Value) -> String {
         server: wasmhost::net::ServerConfig::new("127.0.0.1:0".parse().expect("addr")),
         max_body: wasmhost::limits::DEFAULT_MAX_BODY,
         data_dir: None,
+        redis: None,
     });
     // Generous: the start-up budget is 2 s, but on a loaded 2-core CI
     // machine (the JavaScript and Python component test compiles 30 MB of

@@ -146,6 +146,7 @@ fn storage_needs_its_grant() {
         server: wasmhost::net::ServerConfig::new("127.0.0.1:0".parse().unwrap()),
         max_body: wasmhost::limits::DEFAULT_MAX_BODY,
         data_dir: None,
+        redis: None,
     });
     let err = format!(
         "{:#}",

@@ -72,6 +72,7 @@ impl TestServer {
             server,
             max_body: wasmhost::limits::DEFAULT_MAX_BODY,
             data_dir: data,
+            redis: None,
         })
         .unwrap_or_else(|e| panic!("server failed to start: {e:#}"));
         TestServer {

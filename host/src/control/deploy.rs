@@ -98,6 +98,9 @@ pub enum SwapError {
     Config(String),
     #[error("cannot store the deployed module: {0}")]
     Storage(String),
+    /// The cluster's Redis could not be reached: nothing changed anywhere.
+    #[error("cannot announce the version to the cluster, so nothing changed: {0}")]
+    Cluster(String),
     /// A file changed while it was being read; try again after a quiet period.
     #[error("{0} is still being written")]
     Unstable(PathBuf),
@@ -180,6 +183,8 @@ pub struct Controller {
     routes: PathBuf,
     data_dir: Option<PathBuf>,
     state: Mutex<State>,
+    /// The cluster this host belongs to, if it shares a Redis.
+    cluster: Option<Arc<crate::control::cluster::Cluster>>,
 }
 
 impl Controller {
@@ -214,7 +219,66 @@ impl Controller {
                 config_error: None,
                 apps,
             }),
+            cluster: None,
         })
+    }
+
+    /// Makes deploys and rollbacks through this controller reach `cluster`.
+    pub fn join_cluster(&mut self, cluster: Arc<crate::control::cluster::Cluster>) {
+        self.cluster = Some(cluster);
+    }
+
+    /// Whether the host can serve every app fully: its shared Redis, if it
+    /// has one, answers.
+    pub fn ready(&self) -> Result<(), String> {
+        if let Some(services) = self.runtime.services() {
+            services.kv.ready().map_err(|e| e.to_string())?;
+        }
+        match &self.cluster {
+            Some(cluster) => cluster.ready().map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// The SHA-256 of the version `name` serves now.
+    pub fn current_version(&self, name: &str) -> Option<String> {
+        self.lock().apps.get(name).map(|a| a.current.sha256.clone())
+    }
+
+    /// Records a refused change of `name` for the status.
+    pub fn record_refusal(&self, name: &str, message: &str) {
+        if let Some(app) = self.lock().apps.get_mut(name) {
+            app.last_error = Some(ErrorRecord::now(message.to_owned()));
+        }
+    }
+
+    /// Each app's version and status, for the cluster's node records.
+    pub fn version_summary(&self) -> Value {
+        let st = self.lock();
+        st.apps
+            .iter()
+            .map(|(name, a)| {
+                (
+                    name.clone(),
+                    json!({
+                        "version": a.current.sha256,
+                        "status": if a.last_error.is_some() { "error" } else { "ok" },
+                        "last_error": a.last_error.as_ref().map(ErrorRecord::to_json),
+                    }),
+                )
+            })
+            .collect::<serde_json::Map<String, Value>>()
+            .into()
+    }
+
+    /// Announces a version this host validated (no-op without a cluster).
+    fn announce(&self, name: &str, version: &Version) -> Result<(), SwapError> {
+        match &self.cluster {
+            Some(cluster) => cluster
+                .announce(name, &version.sha256, &version.bytes)
+                .map_err(|e| SwapError::Cluster(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
@@ -406,8 +470,31 @@ impl Controller {
         }
     }
 
-    /// Validates `bytes` as the app's new version, stores it, and swaps it in.
+    /// Validates `bytes` as the app's new version, stores it, announces it
+    /// to the cluster (if any), and swaps it in.
     pub fn deploy(&self, name: &str, bytes: Vec<u8>) -> Result<Value, SwapError> {
+        self.deploy_as(name, bytes, true)
+    }
+
+    /// Applies a version another node announced: as a deploy, without
+    /// announcing it again; when it is the version before the current one,
+    /// as a rollback, so that every node's history stays the same.
+    pub fn apply_from_cluster(&self, name: &str, bytes: Vec<u8>) -> Result<Value, SwapError> {
+        let sha = sha256_hex(&bytes);
+        let is_previous = self
+            .lock()
+            .apps
+            .get(name)
+            .and_then(|a| a.history.last())
+            .is_some_and(|v| v.sha256 == sha);
+        if is_previous {
+            self.rollback_as(name, false)
+        } else {
+            self.deploy_as(name, bytes, false)
+        }
+    }
+
+    fn deploy_as(&self, name: &str, bytes: Vec<u8>, announce: bool) -> Result<Value, SwapError> {
         if bytes.len() as u64 > MAX_MODULE_BYTES {
             return Err(SwapError::TooLarge {
                 len: bytes.len() as u64,
@@ -421,6 +508,10 @@ impl Controller {
             .clone();
         let version = Version::new(bytes, Origin::Deploy);
         if version.sha256 == state.current.sha256 {
+            if announce {
+                // The cluster converges on it even if it had another.
+                self.announce(name, &version)?;
+            }
             return Ok(json!({ "app": name, "version": version.sha256, "changed": false }));
         }
         let path = self.version_path(name, &version, &state.config);
@@ -441,6 +532,9 @@ impl Controller {
                 return Err(SwapError::Refused(message));
             }
         };
+        if announce {
+            self.announce(name, &version)?;
+        }
         self.store(name, &version)
             .map_err(|e| SwapError::Storage(e.to_string()))?;
         let previous = state.current.sha256.clone();
@@ -454,6 +548,10 @@ impl Controller {
 
     /// Swaps the app back to the version before the current one.
     pub fn rollback(&self, name: &str) -> Result<Value, SwapError> {
+        self.rollback_as(name, true)
+    }
+
+    fn rollback_as(&self, name: &str, announce: bool) -> Result<Value, SwapError> {
         let mut st = self.lock();
         let state = st
             .apps
@@ -468,6 +566,9 @@ impl Controller {
         let path = self.version_path(name, &version, &state.config);
         let module = compile(&self.runtime, name, &state.config, &path, &version)
             .map_err(|e| SwapError::Refused(e.to_string()))?;
+        if announce {
+            self.announce(name, &version)?;
+        }
         match version.origin {
             Origin::Deploy => self
                 .store(name, &version)
@@ -531,12 +632,17 @@ impl Controller {
                 })
             })
             .collect();
-        json!({
+        let mut status = json!({
             "routes": self.routes.display().to_string(),
             "config_loaded_at": unix(st.config_loaded_at),
             "config_error": st.config_error.as_ref().map(ErrorRecord::to_json),
             "apps": apps,
-        })
+        });
+        drop(st);
+        if let Some(cluster) = &self.cluster {
+            status["cluster"] = cluster.status();
+        }
+        status
     }
 
     /// Where a version's bytes are (or would be) on disk, for error messages

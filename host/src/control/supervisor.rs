@@ -7,9 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::control::admin::{self, AdminConfig, AdminHandle};
+use crate::control::cluster::{self, Cluster, SyncHandle};
 use crate::control::deploy::Controller;
 use crate::control::watcher::{Reloader, Watcher};
 use crate::net::{self, ServerHandle, Stopper};
+use crate::storage::redis_store::{RedisPool, RedisStore};
 
 /// Hot-swap settings, beside the serving `Options`.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +29,7 @@ pub struct Host {
     server: Option<ServerHandle>,
     watcher: Option<Watcher>,
     admin: Option<AdminHandle>,
+    sync: Option<SyncHandle>,
     controller: Arc<Controller>,
 }
 
@@ -89,6 +92,7 @@ impl Host {
 
     /// Stops everything and waits.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
+        self.sync.take();
         self.admin.take();
         self.watcher.take();
         match self.server.take() {
@@ -101,13 +105,26 @@ impl Host {
 /// Loads the routes (and deployed versions), then starts the server, the
 /// watcher and the admin listener as `hot` asks.
 pub fn start_host(mut options: Options, hot: HotSwap) -> anyhow::Result<Host> {
-    let runtime = new_runtime(&options)?;
-    let controller = Arc::new(Controller::new(
+    let pool = open_pool(&options)?;
+    let runtime = new_runtime_on(&options, pool.as_ref())?;
+    let mut controller = Controller::new(
         runtime,
         options.routes.clone(),
         hot.data_dir.clone(),
         options.max_body,
-    )?);
+    )?;
+    let cluster = match (&pool, &options.redis) {
+        (Some(pool), Some(settings)) => {
+            let cluster = Arc::new(Cluster::new(pool.clone(), &settings.node));
+            controller.join_cluster(cluster.clone());
+            Some(cluster)
+        }
+        _ => None,
+    };
+    let controller = Arc::new(controller);
+    // Catch up with the cluster's versions before serving; a Redis that is
+    // down only delays this to the sync thread's next round.
+    let sync = cluster.map(|cluster| cluster::start_sync(cluster, controller.clone()));
     options.server.worker_stack = options
         .server
         .worker_stack
@@ -126,6 +143,7 @@ pub fn start_host(mut options: Options, hot: HotSwap) -> anyhow::Result<Host> {
         server: Some(server),
         watcher,
         admin,
+        sync,
         controller,
     })
 }
@@ -142,11 +160,29 @@ pub struct Options {
     /// Where apps' storage and the host's sessions live (SQLite files under
     /// `apps/` and `host/`); `None` keeps them in memory, gone at exit.
     pub data_dir: Option<PathBuf>,
+    /// A Redis server shared by several hosts (docs/scale-out.md): apps'
+    /// storage and sessions live there instead of under `data_dir`, and
+    /// deploys and rollbacks reach every host that shares it. `None` keeps
+    /// the host on its own.
+    pub redis: Option<RedisSettings>,
+}
+
+/// How a host reaches the Redis server it shares with the rest of its cluster.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path`.
+    pub url: String,
+    /// Prefix of every key the host writes (one Redis may serve several
+    /// clusters, each under its own prefix).
+    pub prefix: String,
+    /// This host's name in the cluster, unique among its nodes.
+    pub node: String,
 }
 
 /// Loads the routes and every module they name, then starts the server.
 pub fn start(mut options: Options) -> anyhow::Result<net::ServerHandle> {
-    let runtime = new_runtime(&options)?;
+    let pool = open_pool(&options)?;
+    let runtime = new_runtime_on(&options, pool.as_ref())?;
     let site = crate::app::load_site(&options.routes, &runtime)?;
     let dispatcher = Arc::new(crate::app::Dispatcher::new(runtime, site, options.max_body));
     options.server.worker_stack = options
@@ -159,6 +195,26 @@ pub fn start(mut options: Options) -> anyhow::Result<net::ServerHandle> {
 /// The WebAssembly runtime sized for the server's workers (shared by `start`
 /// and `start_host`).
 pub fn new_runtime(options: &Options) -> anyhow::Result<Arc<crate::sandbox::Runtime>> {
+    let pool = open_pool(options)?;
+    new_runtime_on(options, pool.as_ref())
+}
+
+/// The pool for `options.redis`, if set (it connects on first use).
+fn open_pool(options: &Options) -> anyhow::Result<Option<RedisPool>> {
+    match &options.redis {
+        Some(settings) => {
+            let pool = RedisPool::open(&settings.url, &settings.prefix)?;
+            tracing::info!(redis = pool.url(), node = %settings.node, "storage, sessions and deploys shared through Redis");
+            Ok(Some(pool))
+        }
+        None => Ok(None),
+    }
+}
+
+fn new_runtime_on(
+    options: &Options,
+    pool: Option<&RedisPool>,
+) -> anyhow::Result<Arc<crate::sandbox::Runtime>> {
     // Instances in flight: one per run slot and one per sleeping request
     // (`limits::MAX_PARKED`), with room for load probes and the swap.
     let slots = u32::try_from(options.server.workers * 2 + crate::limits::MAX_PARKED + 16)
@@ -175,19 +231,24 @@ pub fn new_runtime(options: &Options) -> anyhow::Result<Arc<crate::sandbox::Runt
         crate::sandbox::Runtime::with_cache(slots, cache)
             .context("starting the WebAssembly engine")?,
     );
-    runtime.set_services(open_services(options.data_dir.as_deref())?);
+    runtime.set_services(open_services(options.data_dir.as_deref(), pool)?);
     Ok(runtime)
 }
 
 /// Opens the apps' key-value store and the host's session store.
 fn open_services(
     data_dir: Option<&std::path::Path>,
+    pool: Option<&RedisPool>,
 ) -> anyhow::Result<crate::sandbox::services::HostServices> {
     let (kv, host): (
         Arc<dyn crate::storage::KvStore>,
         Arc<dyn crate::storage::KvStore>,
-    ) = match data_dir {
-        Some(dir) => {
+    ) = match (pool, data_dir) {
+        (Some(pool), _) => (
+            Arc::new(RedisStore::new(pool.clone(), "apps")),
+            Arc::new(RedisStore::new(pool.clone(), "host")),
+        ),
+        (None, Some(dir)) => {
             let open = |sub: &str| {
                 let path = dir.join(sub);
                 crate::storage::sqlite::SqliteStore::open(&path)
@@ -198,7 +259,7 @@ fn open_services(
             };
             (open("apps")?, open("host")?)
         }
-        None => (
+        (None, None) => (
             Arc::new(crate::storage::MemoryStore::new()),
             Arc::new(crate::storage::MemoryStore::new()),
         ),

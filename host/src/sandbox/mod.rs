@@ -179,6 +179,11 @@ impl Runtime {
         let _ = self.services.set(services);
     }
 
+    /// The stores, if they were set.
+    pub fn services(&self) -> Option<&services::HostServices> {
+        self.services.get()
+    }
+
     /// The host's sessions, if stores were set.
     pub fn sessions(&self) -> Option<&Arc<crate::sessions::Sessions>> {
         self.services.get().map(|s| &s.sessions)

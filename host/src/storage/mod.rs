@@ -6,11 +6,13 @@
 //! in another app's namespace. Keys and values are arbitrary bytes and are
 //! ordered bytewise (like `memcmp`, shorter first on a tie).
 //!
-//! Two backends implement the same trait and pass the same conformance tests:
-//! [`sqlite::SqliteStore`] (durable, used by the server) and [`MemoryStore`]
-//! (a `BTreeMap`, for tests). The semantics are described in `docs/abi.md`,
+//! Three backends implement the same trait and pass the same conformance
+//! tests: [`sqlite::SqliteStore`] (durable, embedded, the server's default),
+//! [`redis_store::RedisStore`] (a Redis server that several hosts share) and
+//! [`MemoryStore`] (a `BTreeMap`, for tests). The semantics are described in `docs/abi.md`,
 //! section "Storage".
 
+pub mod redis_store;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -241,6 +243,12 @@ pub trait KvStore: Send + Sync {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, StorageError>;
+
+    /// Whether the backend answers now (for `/readyz`): an embedded store
+    /// always does; a server-backed one checks its server.
+    fn ready(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// Collects values for `get_many` from `read`, one key at a time, until the

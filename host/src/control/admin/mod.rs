@@ -232,7 +232,10 @@ fn route(head: &RequestHead, body: Vec<u8>, controller: &Controller) -> Response
     let segments: Vec<&str> = head.path.trim_matches('/').split('/').collect();
     match (head.method, segments.as_slice()) {
         (Method::Get, ["healthz"]) => status::ok(&json!({ "status": "ok" })),
-        (Method::Get, ["readyz"]) => status::ok(&json!({ "ready": true })),
+        (Method::Get, ["readyz"]) => match controller.ready() {
+            Ok(()) => status::ok(&json!({ "ready": true })),
+            Err(reason) => AdminError::NotReady(reason).response(),
+        },
         (Method::Get, ["metrics"]) => status::text(
             "text/plain; version=0.0.4; charset=utf-8",
             controller.dispatcher().metrics().render().into_bytes(),

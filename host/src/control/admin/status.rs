@@ -22,6 +22,9 @@ pub enum AdminError {
     MethodNotAllowed,
     #[error("{0}")]
     Swap(#[from] SwapError),
+    /// `/readyz` while a backend the host needs (its shared Redis) is down.
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 impl AdminError {
@@ -34,12 +37,14 @@ impl AdminError {
             AdminError::MethodNotAllowed => 405,
             AdminError::LengthRequired => 411,
             AdminError::TooLarge(_) => 413,
+            AdminError::NotReady(_) => 503,
             AdminError::Swap(e) => match e {
                 SwapError::UnknownApp(_) => 404,
                 SwapError::TooLarge { .. } => 413,
                 SwapError::NoPrevious(_) => 409,
                 SwapError::Refused(_) | SwapError::Config(_) | SwapError::Unstable(_) => 422,
                 SwapError::Storage(_) => 500,
+                SwapError::Cluster(_) => 503,
             },
         }
     }
@@ -86,6 +91,8 @@ mod tests {
             (AdminError::TooLarge("x".into()), 413),
             (SwapError::UnknownApp("a".into()).into(), 404),
             (SwapError::NoPrevious("a".into()).into(), 409),
+            (SwapError::Cluster("down".into()).into(), 503),
+            (AdminError::NotReady("redis down".into()), 503),
             (SwapError::Refused("bad".into()).into(), 422),
         ];
         for (error, status) in table {
