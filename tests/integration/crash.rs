@@ -1,6 +1,6 @@
 //! Crash and shutdown safety of the real binary: acknowledged writes survive `kill -9`, and SIGTERM answers every request in flight.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::support::{ChildServer, READ_TIMEOUT, guests, wat_module};
+use crate::support::{Answer, ChildServer, READ_TIMEOUT, guests, try_request, wat_module};
 
 /// Times the server is killed with SIGKILL and restarted.
 const KILLS: usize = 4;
@@ -17,48 +17,10 @@ const KILLS: usize = 4;
 /// The counter guest: every request increments one key and answers its new value.
 const COUNTER: &str = include_str!("../guests/counter.wat");
 
-/// A response as this file's fallible client reads it.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// Sends one request on a new connection (closed after it) and reads the
 /// answer; `None` when the server is gone or answers nothing whole.
 fn call(addr: SocketAddr, request: &str) -> Option<Answer> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(READ_TIMEOUT)).ok()?;
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let body = raw[end + 4..].to_vec();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())?;
-    (body.len() == length).then_some(Answer {
-        status,
-        headers,
-        body,
-    })
+    try_request(addr, request.as_bytes(), READ_TIMEOUT)
 }
 
 fn form_post(addr: SocketAddr, path: &str, cookie: Option<&str>, form: &str) -> Option<Answer> {

@@ -30,7 +30,7 @@ const PADDING: usize = 32 * 1024;
 
 /// A guest whose every response is 200 with body `body`. The response is
 /// prebuilt in the last data segment, after `PADDING` bytes of another one.
-fn version_module(body: &str) -> Vec<u8> {
+pub(crate) fn version_module(body: &str) -> Vec<u8> {
     let meta = br#"{"status":200,"headers":[["Content-Type","text/plain"]]}"#;
     let resp = wasmhost_abi::join_frame(meta, body.as_bytes());
     let escaped: String = resp.iter().map(|b| format!("\\{b:02x}")).collect();

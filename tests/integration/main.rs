@@ -6,6 +6,7 @@ mod apps;
 mod browser;
 mod c_guest;
 mod cli;
+mod cluster;
 mod components;
 mod crash;
 mod dynamic_components;

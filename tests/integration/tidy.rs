@@ -59,15 +59,21 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// External crates a layer must never name: the leaves and the network
 /// layer are built and tested without the Wasm runtime or the database.
 const FORBIDDEN_CRATES: &[(&str, &[&str])] = &[
-    ("limits", &["wasmtime", "mio", "rusqlite"]),
-    ("router", &["wasmtime", "mio", "rusqlite"]),
-    ("fsutil", &["wasmtime", "mio", "rusqlite"]),
-    ("http", &["wasmtime", "mio", "rusqlite", "threadpool"]),
-    ("config", &["wasmtime", "mio", "rusqlite"]),
-    ("static_files", &["wasmtime", "mio", "rusqlite"]),
-    ("net", &["wasmtime", "rusqlite"]),
+    ("limits", &["wasmtime", "mio", "rusqlite", "redis"]),
+    ("router", &["wasmtime", "mio", "rusqlite", "redis"]),
+    ("fsutil", &["wasmtime", "mio", "rusqlite", "redis"]),
+    (
+        "http",
+        &["wasmtime", "mio", "rusqlite", "redis", "threadpool"],
+    ),
+    ("config", &["wasmtime", "mio", "rusqlite", "redis"]),
+    ("static_files", &["wasmtime", "mio", "rusqlite", "redis"]),
+    ("net", &["wasmtime", "rusqlite", "redis"]),
     ("storage", &["wasmtime", "mio"]),
-    ("sessions", &["wasmtime", "mio"]),
+    ("sessions", &["wasmtime", "mio", "rusqlite", "redis"]),
+    // The sandbox and the application reach storage through its trait only.
+    ("sandbox", &["mio", "rusqlite", "redis", "r2d2"]),
+    ("app", &["rusqlite", "redis", "r2d2"]),
 ];
 
 /// The only files that may write an HTTP status code as a number: each

@@ -41,6 +41,10 @@ use crate::storage::redis_store::RedisPool;
 /// deploy must reach every node, at one `GET` per round.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How long a starting node keeps trying to read the cluster's versions
+/// before it serves its local ones (Redis may be starting at the same time).
+pub const STARTUP_SYNC_WAIT: Duration = Duration::from_secs(5);
+
 /// How often a node rewrites its status record.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -277,8 +281,18 @@ impl Drop for SyncHandle {
 /// Runs a first round at once (a node that was down catches up before it
 /// serves), then starts the sync thread.
 pub fn start_sync(cluster: Arc<Cluster>, controller: Arc<Controller>) -> SyncHandle {
-    if let Err(e) = cluster.sync_once(&controller) {
-        tracing::warn!("cannot read the cluster's versions yet; retrying in the background: {e}");
+    let started = std::time::Instant::now();
+    loop {
+        match cluster.sync_once(&controller) {
+            Ok(()) => break,
+            Err(e) if started.elapsed() >= STARTUP_SYNC_WAIT => {
+                tracing::warn!(
+                    "cannot read the cluster's versions; serving the local ones and retrying in the background: {e}"
+                );
+                break;
+            }
+            Err(_) => std::thread::sleep(SYNC_INTERVAL),
+        }
     }
     let _ = cluster.publish_status(&controller);
     let stop = Arc::new(AtomicBool::new(false));

@@ -37,25 +37,35 @@
 //! connection have their own timeouts, so an unreachable or stalled Redis
 //! gives `StorageError::Backend` within seconds instead of a hung worker.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::{KvStore, Limits, Namespace, Page, StorageError, next_counter, prefix_end};
 
 /// How long opening a TCP (or Unix socket) connection to Redis may take: a
 /// reachable server on a LAN answers in milliseconds; beyond this it is down.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Short enough that a guest's default 1 s `cpu_time` (which counts host
+/// calls) still leaves it time to answer its error page.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How long one command may wait for its reply (or to be written): Redis runs
-/// commands in microseconds, so this only ends calls to a stalled server.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// commands in microseconds, so this only ends calls to a stalled server,
+/// again well inside a guest's default `cpu_time`.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How long a storage call waits for a pooled connection: all of them busy
 /// for this long means Redis is not keeping up, and the guest gets `Backend`.
-pub const POOL_WAIT: Duration = Duration::from_secs(2);
+pub const POOL_WAIT: Duration = Duration::from_millis(500);
 
 /// Connections kept per host: one per worker thread that may be in a storage
 /// call at once (the default worker count is 16), plus the deploy sync.
 pub const POOL_SIZE: u32 = 32;
+
+/// Connections kept open while idle, so that a request rarely waits for a
+/// connect (r2d2 opens them in the background, and keeps retrying while
+/// Redis is down).
+pub const MIN_IDLE: u32 = 4;
 
 /// The default prefix of every Redis key the host writes, so that one Redis
 /// can hold other data beside it.
@@ -130,38 +140,67 @@ end
 return {'0', redis.call('HGET', KEYS[1], ARGV[1])}
 ";
 
+/// A pooled connection and the failure epoch it was last known good in.
+pub struct Tagged {
+    conn: redis::Connection,
+    checked: u64,
+    broken: bool,
+}
+
 /// r2d2's view of a Redis server: connects with [`CONNECT_TIMEOUT`] and sets
 /// [`COMMAND_TIMEOUT`] on every connection it makes.
-#[derive(Debug)]
 pub struct Manager {
     client: redis::Client,
+    health: Arc<Health>,
 }
 
 impl r2d2::ManageConnection for Manager {
-    type Connection = redis::Connection;
+    type Connection = Tagged;
     type Error = redis::RedisError;
 
-    fn connect(&self) -> Result<redis::Connection, redis::RedisError> {
+    fn connect(&self) -> Result<Tagged, redis::RedisError> {
         let conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         conn.set_read_timeout(Some(COMMAND_TIMEOUT))?;
         conn.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        Ok(conn)
+        Ok(Tagged {
+            conn,
+            checked: self.health.epoch.load(Ordering::Acquire),
+            broken: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut redis::Connection) -> Result<(), redis::RedisError> {
-        redis::cmd("PING").query::<String>(conn).map(drop)
+    fn is_valid(&self, conn: &mut Tagged) -> Result<(), redis::RedisError> {
+        redis::cmd("PING").query::<String>(&mut conn.conn).map(drop)
     }
 
-    fn has_broken(&self, conn: &mut redis::Connection) -> bool {
-        !redis::ConnectionLike::is_open(conn)
+    fn has_broken(&self, conn: &mut Tagged) -> bool {
+        conn.broken || !redis::ConnectionLike::is_open(&conn.conn)
     }
 }
+
+/// A circuit breaker: after a failure, calls fail at once instead of each
+/// waiting for a connect that will not succeed, and one call in every
+/// [`PROBE_INTERVAL`] tries Redis again.
+#[derive(Default)]
+struct Health {
+    /// Raised by every failure: a pooled connection last known good in an
+    /// older epoch is checked with `PING` before it is used again.
+    epoch: AtomicU64,
+    /// When Redis last failed and when it was last probed, while it is down.
+    down: Mutex<Option<(Instant, Instant)>>,
+}
+
+/// While Redis is down, how often one storage call tries it again; the
+/// others fail at once, so a dead server costs requests no time.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A pool of connections to one Redis server, shared by the host's stores
 /// and its deploy sync. Cloning shares the pool.
 #[derive(Clone)]
 pub struct RedisPool {
     pool: r2d2::Pool<Manager>,
+    client: redis::Client,
+    health: Arc<Health>,
     prefix: String,
     /// The URL without any password, for logs and errors.
     shown: String,
@@ -173,8 +212,21 @@ impl std::fmt::Debug for RedisPool {
     }
 }
 
-/// A pooled connection.
-pub type PooledConnection = r2d2::PooledConnection<Manager>;
+/// A pooled connection, used as a `redis::Connection`.
+pub struct PooledConnection(r2d2::PooledConnection<Manager>);
+
+impl std::ops::Deref for PooledConnection {
+    type Target = redis::Connection;
+    fn deref(&self) -> &redis::Connection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for PooledConnection {
+    fn deref_mut(&mut self) -> &mut redis::Connection {
+        &mut self.0.conn
+    }
+}
 
 impl RedisPool {
     /// A pool for `url` (`redis://host:port/db`, `rediss://…`,
@@ -189,16 +241,25 @@ impl RedisPool {
         }
         let client = redis::Client::open(url)
             .map_err(|e| StorageError::Backend(format!("invalid Redis URL {shown}: {e}")))?;
+        let health = Arc::new(Health::default());
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
-            .min_idle(Some(0))
+            .min_idle(Some(MIN_IDLE))
             .connection_timeout(POOL_WAIT)
+            // No PING before every use (it would double the round trips):
+            // only connections from before a failure are checked, in `get`.
+            .test_on_check_out(false)
             // r2d2 would log every failed connect at error level; the
             // storage call's own error names the failure once.
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(Manager { client });
+            .build_unchecked(Manager {
+                client: client.clone(),
+                health: health.clone(),
+            });
         Ok(RedisPool {
             pool,
+            client,
+            health,
             prefix: prefix.to_owned(),
             shown,
         })
@@ -214,11 +275,91 @@ impl RedisPool {
         &self.prefix
     }
 
-    /// A connection, or `Backend` once [`POOL_WAIT`] has passed.
+    fn unreachable(&self, why: impl std::fmt::Display) -> StorageError {
+        StorageError::Backend(format!("Redis at {} is unreachable: {why}", self.shown))
+    }
+
+    fn mark_down(&self) {
+        self.health.epoch.fetch_add(1, Ordering::AcqRel);
+        let now = Instant::now();
+        let mut down = self
+            .health
+            .down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if down.is_none() {
+            *down = Some((now, now));
+        }
+    }
+
+    /// While Redis is down: `Err` at once, except for one caller per
+    /// [`PROBE_INTERVAL`], which tries a fresh connection.
+    fn probe_if_down(&self) -> Result<(), StorageError> {
+        {
+            let mut down = self
+                .health
+                .down
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match down.as_mut() {
+                None => return Ok(()),
+                Some((since, last_probe)) => {
+                    if last_probe.elapsed() < PROBE_INTERVAL {
+                        return Err(self.unreachable(format_args!(
+                            "down for {} ms; retried every {} ms",
+                            since.elapsed().as_millis(),
+                            PROBE_INTERVAL.as_millis()
+                        )));
+                    }
+                    *last_probe = Instant::now();
+                }
+            }
+        }
+        let probe = self
+            .client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .and_then(|mut c| {
+                c.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+                redis::cmd("PING").query::<String>(&mut c).map(drop)
+            });
+        match probe {
+            Ok(()) => {
+                *self
+                    .health
+                    .down
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
+                Ok(())
+            }
+            Err(e) => Err(self.unreachable(e)),
+        }
+    }
+
+    /// A connection known to work since the last failure; `Backend` at once
+    /// while Redis is down, or once [`POOL_WAIT`] has passed.
     pub fn get(&self) -> Result<PooledConnection, StorageError> {
-        self.pool.get().map_err(|e| {
-            StorageError::Backend(format!("Redis at {} is unreachable: {e}", self.shown))
-        })
+        self.probe_if_down()?;
+        // Each pooled connection from before the last failure is checked
+        // once; a dead one is dropped and the next one tried.
+        for _ in 0..=POOL_SIZE {
+            let mut pooled = self.pool.get().map_err(|e| {
+                self.mark_down();
+                self.unreachable(e)
+            })?;
+            let epoch = self.health.epoch.load(Ordering::Acquire);
+            if pooled.checked == epoch {
+                return Ok(PooledConnection(pooled));
+            }
+            match redis::cmd("PING").query::<String>(&mut pooled.conn) {
+                Ok(_) => {
+                    pooled.checked = epoch;
+                    return Ok(PooledConnection(pooled));
+                }
+                Err(_) => pooled.broken = true,
+            }
+        }
+        self.mark_down();
+        Err(self.unreachable("every pooled connection failed"))
     }
 
     /// Checks that Redis answers `PING` (for `/readyz`).
@@ -230,8 +371,16 @@ impl RedisPool {
             .map_err(|e| self.error(e))
     }
 
-    /// A command failure as the storage error guests see.
+    /// A command failure as the storage error guests see; a failure of the
+    /// connection itself (not a script's answer) opens the breaker.
     pub fn error(&self, e: redis::RedisError) -> StorageError {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+        {
+            self.mark_down();
+        }
         StorageError::Backend(format!("Redis at {}: {e}", self.shown))
     }
 }
@@ -578,7 +727,7 @@ mod tests {
 pub(crate) mod testing {
     use std::net::TcpListener;
     use std::path::PathBuf;
-    use std::process::{ChildStdin, Command, Stdio};
+    use std::process::{Child, ChildStdin, Command, Stdio};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, OnceLock};
     use std::time::{Duration, Instant};
@@ -625,7 +774,9 @@ pub(crate) mod testing {
 
     /// The shared test server, started on first use.
     pub(crate) fn server() -> Server {
-        static SERVER: OnceLock<(String, Mutex<ChildStdin>)> = OnceLock::new();
+        // The child is kept (never waited on: the shell ends when the test
+        // process exits and its stdin closes).
+        static SERVER: OnceLock<(String, Mutex<(Child, ChildStdin)>)> = OnceLock::new();
         let (url, _) = SERVER.get_or_init(|| {
             let port = free_port();
             let mut child = Command::new("sh")
@@ -659,7 +810,7 @@ pub(crate) mod testing {
                 assert!(Instant::now() < deadline, "redis-server did not start");
                 std::thread::sleep(Duration::from_millis(50));
             }
-            (url, Mutex::new(stdin))
+            (url, Mutex::new((child, stdin)))
         });
         Server { url: url.clone() }
     }
