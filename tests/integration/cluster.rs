@@ -410,6 +410,24 @@ impl Cluster {
     }
 }
 
+/// Polls `node`'s `GET /apps` until `done` holds for the cluster's node
+/// records; the last status.
+fn wait_for_status(node: &Node, what: &str, done: impl Fn(&[Value]) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status: Value = serde_json::from_slice(&admin(node, "GET", "/apps", b"").body).unwrap();
+        let nodes = status["cluster"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if done(&nodes) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}: {status:#}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// With the servers present: the exclusive lock (three hosts load both
 /// cores) and a started cluster of `nodes` nodes.
 fn start(nodes: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Cluster)> {
@@ -632,23 +650,12 @@ fn a_deploy_and_a_rollback_through_one_node_reach_every_node_with_no_failed_requ
         .find(|a| a["name"] == "version")
         .map(|a| a["version"].clone())
         .unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status: Value =
-            serde_json::from_slice(&admin(&cluster.nodes[0], "GET", "/apps", b"").body).unwrap();
-        let nodes = status["cluster"]["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let agreed =
-            nodes.len() == 3 && nodes.iter().all(|n| n["apps"]["version"]["version"] == v1);
-        if agreed {
-            assert_eq!(status["cluster"]["versions"]["version"], v1);
-            break;
-        }
-        assert!(Instant::now() < deadline, "status never agreed: {status:#}");
-        thread::sleep(Duration::from_millis(200));
-    }
+    let status = wait_for_status(
+        &cluster.nodes[0],
+        "every node on the rolled-back version",
+        |nodes| nodes.len() == 3 && nodes.iter().all(|n| n["apps"]["version"]["version"] == v1),
+    );
+    assert_eq!(status["cluster"]["versions"]["version"], v1);
     // `wasmhost status` against one node shows all three.
     let out = Command::new(BIN)
         .args([
@@ -723,32 +730,22 @@ fn a_version_one_node_refuses_is_reported_and_a_late_node_catches_up() {
         (200, 8),
         "n3 serves the counter"
     );
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status: Value =
-            serde_json::from_slice(&admin(&cluster.nodes[0], "GET", "/apps", b"").body).unwrap();
-        let nodes = status["cluster"]["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let refused = |name: &str| {
-            nodes.iter().any(|n| {
-                n["node"] == name
-                    && n["apps"]["version"]["status"] == "error"
-                    && n["apps"]["version"]["last_error"]["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("storage"))
-            })
-        };
-        if refused("n1") && refused("n2") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "refusals never reported: {status:#}"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_status(
+        &cluster.nodes[0],
+        "n1 and n2 reporting their refusal",
+        |nodes| {
+            let refused = |name: &str| {
+                nodes.iter().any(|n| {
+                    n["node"] == name
+                        && n["apps"]["version"]["status"] == "error"
+                        && n["apps"]["version"]["last_error"]["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("storage"))
+                })
+            };
+            refused("n1") && refused("n2")
+        },
+    );
     for node in &cluster.nodes[..2] {
         let status = admin(node, "GET", "/apps", b"").text();
         assert_eq!(
