@@ -112,9 +112,15 @@ struct ServeArgs {
     data: PathBuf,
     /// Where apps' storage and sessions live: `sqlite` (files under --data,
     /// the default) or a Redis server shared by a cluster of hosts
-    /// (`redis://HOST:PORT/DB`, `rediss://…`, `redis+unix:///PATH`), which
-    /// also carries deploys and rollbacks to every host (docs/scale-out.md).
-    #[arg(long, default_value = "sqlite", env = "WASMHOST_STORAGE")]
+    /// (`redis://[:PASSWORD@]HOST:PORT/DB` or `redis+unix:///PATH?db=N`),
+    /// which also carries deploys and rollbacks to every host
+    /// (docs/scale-out.md).
+    #[arg(
+        long,
+        default_value = "sqlite",
+        env = "WASMHOST_STORAGE",
+        hide_env_values = true
+    )]
     storage: String,
     /// Prefix of every Redis key this cluster writes.
     #[arg(long, default_value = wasmhost::storage::redis_store::DEFAULT_PREFIX)]
@@ -265,9 +271,14 @@ fn redis_settings(args: &ServeArgs) -> anyhow::Result<Option<wasmhost::RedisSett
         return Ok(None);
     }
     let scheme = storage.split("://").next().unwrap_or("");
-    if !["redis", "rediss", "redis+unix", "unix"].contains(&scheme) || !storage.contains("://") {
+    if scheme == "rediss" {
         anyhow::bail!(
-            "--storage {storage:?}: expected `sqlite` or a Redis URL (redis://HOST:PORT/DB, rediss://…, redis+unix:///PATH)"
+            "--storage: TLS to Redis (rediss://) is not built into wasmhost; reach Redis on a private network, a Unix socket (redis+unix://) or a TLS tunnel"
+        );
+    }
+    if !["redis", "redis+unix", "unix"].contains(&scheme) || !storage.contains("://") {
+        anyhow::bail!(
+            "--storage: expected `sqlite` or a Redis URL (redis://HOST:PORT/DB, redis+unix:///PATH)"
         );
     }
     let node = match &args.node {

@@ -150,6 +150,48 @@ fn every_start_up_failure_is_one_clear_line() {
             vec!["serve", "--routes", "good.json", "--listen", &taken_addr],
             &["address already in use"],
         ),
+        (
+            vec![
+                "serve",
+                "--routes",
+                "good.json",
+                "--storage",
+                "postgres://db",
+            ],
+            &["--storage", "expected `sqlite` or a Redis URL"],
+        ),
+        (
+            vec![
+                "serve",
+                "--routes",
+                "good.json",
+                "--storage",
+                "rediss://:secret@db:6380/0",
+            ],
+            &["--storage", "TLS to Redis"],
+        ),
+        (
+            vec![
+                "serve",
+                "--routes",
+                "good.json",
+                "--storage",
+                "redis://:secret@db:notaport/0",
+            ],
+            &["invalid Redis URL", "redis://:***@db"],
+        ),
+        (
+            vec![
+                "serve",
+                "--routes",
+                "good.json",
+                "--storage",
+                "redis://127.0.0.1:1/0",
+                "--redis-prefix",
+                "a{b",
+            ],
+            &["invalid Redis key prefix"],
+        ),
     ];
     for (args, needles) in table {
         let (code, stderr) = run(d, &args);
@@ -168,6 +210,8 @@ fn every_start_up_failure_is_one_clear_line() {
                 "{args:?}: {needle:?} missing in {stderr:?}"
             );
         }
+        // A Redis password never reaches the log.
+        assert!(!stderr.contains("secret"), "{args:?}: {stderr}");
     }
     drop(taken);
 }

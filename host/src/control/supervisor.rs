@@ -170,7 +170,7 @@ pub struct Options {
 /// How a host reaches the Redis server it shares with the rest of its cluster.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path`.
+    /// `redis://host:port/db` or `redis+unix:///path`.
     pub url: String,
     /// Prefix of every key the host writes (one Redis may serve several
     /// clusters, each under its own prefix).

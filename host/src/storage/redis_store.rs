@@ -229,7 +229,7 @@ impl std::ops::DerefMut for PooledConnection {
 }
 
 impl RedisPool {
-    /// A pool for `url` (`redis://host:port/db`, `rediss://…`,
+    /// A pool for `url` (`redis://host:port/db`,
     /// `redis+unix:///path?db=N`). Does not connect: a host starts while
     /// Redis is down and reports itself not ready until it is back.
     pub fn open(url: &str, prefix: &str) -> Result<RedisPool, StorageError> {
