@@ -535,8 +535,8 @@ fn concurrent_increments_and_cas_loops_on_every_node_end_with_the_exact_total() 
         return;
     };
     let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.addr).collect();
-    // 3 nodes x 8 clients x 100 increments.
-    let (threads, each) = (8, 100);
+    // 3 nodes x 8 clients x 500 increments.
+    let (threads, each) = (8, 500);
     let total = (addrs.len() * threads * each) as i64;
     let mut values = hammer(&addrs, threads, each, "/counter");
     values.sort_unstable();

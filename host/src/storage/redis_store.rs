@@ -704,6 +704,21 @@ mod tests {
     }
 
     #[test]
+    fn a_unix_socket_url_reaches_the_same_server() {
+        let server = testing::server();
+        let prefix = testing::fresh_prefix();
+        let tcp = RedisStore::new(RedisPool::open(&server.url, &prefix).unwrap(), "apps");
+        let unix = RedisStore::new(RedisPool::open(&server.unix_url, &prefix).unwrap(), "apps");
+        let ns = Namespace::new("app").unwrap();
+        unix.set(&ns, b"k", b"through the socket").unwrap();
+        assert_eq!(
+            tcp.get(&ns, b"k").unwrap().as_deref(),
+            Some(&b"through the socket"[..])
+        );
+        assert!(unix.ready().is_ok());
+    }
+
+    #[test]
     fn namespaces_and_labels_use_separate_redis_keys() {
         let server = testing::server();
         let pool = RedisPool::open(&server.url, &testing::fresh_prefix()).unwrap();
@@ -739,6 +754,13 @@ pub(crate) mod testing {
 
     pub(crate) struct Server {
         pub url: String,
+        /// The same server through its Unix socket (`redis+unix://`).
+        pub unix_url: String,
+    }
+
+    /// Where the test server's Unix socket is.
+    fn socket_path() -> PathBuf {
+        std::env::temp_dir().join(format!("wasmhost-test-redis-{}.sock", std::process::id()))
     }
 
     pub(crate) fn free_port() -> u16 {
@@ -792,6 +814,9 @@ pub(crate) mod testing {
                     "--appendfsync",
                     "always",
                 ])
+                .arg("--unixsocket")
+                .arg(socket_path())
+                .args(["--unixsocketperm", "700"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -812,6 +837,9 @@ pub(crate) mod testing {
             }
             (url, Mutex::new((child, stdin)))
         });
-        Server { url: url.clone() }
+        Server {
+            url: url.clone(),
+            unix_url: format!("redis+unix://{}?db=0", socket_path().display()),
+        }
     }
 }
