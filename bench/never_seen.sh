@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# How long a deploy of a never-seen version takes, step by step
+# (docs/BENCHMARKS.md, "A never-seen version"):
+#
+#   bench/never_seen.sh [WASMHOST]
+#
+# Serves the hello and todo apps twice each (pre-initialized as deployed, and
+# with "preinit": false, which is one plain compile) and a JavaScript
+# component, then deploys to each a version the host has never seen: the
+# same module with one custom section added, so that no cache holds it. It
+# prints the time of each deploy call, which answers once the new version
+# serves. WASMHOST defaults to target/debug/wasmhost. Needs curl, python3 and
+# the JavaScript component of the test suite (target/components/dynamic/,
+# built by `cargo test`). No load runs meanwhile.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WASMHOST=$(realpath "${1:-$ROOT/target/debug/wasmhost}")
+G="$ROOT/target/guests/wasm32-wasip1/release"
+JS="$ROOT/target/components/dynamic/js-hello-v1.wasm"
+for f in "$G/hello.wasm" "$G/todo.wasm" "$JS"; do
+  [ -f "$f" ] || { echo "never_seen: $f is missing: run cargo test first" >&2; exit 2; }
+done
+TMP=$(mktemp -d)
+trap 'kill "$PID" 2>/dev/null || true; rm -rf "$TMP"' EXIT
+cd "$TMP"
+python3 - "$G" "$JS" <<'PY'
+import sys
+def leb(n):
+    out = bytearray()
+    while True:
+        b, n = n & 0x7f, n >> 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+def tag(src, dst, label):
+    name = b"wasmhost-bench"
+    payload = leb(len(name)) + name + label.encode()
+    # A custom section is valid at the end of a core module and of a component.
+    open(dst, "wb").write(open(src, "rb").read() + b"\x00" + leb(len(payload)) + payload)
+g, js = sys.argv[1], sys.argv[2]
+for n in ["hello", "todo"]:
+    tag(f"{g}/{n}.wasm", f"{n}-v1.wasm", "v1")
+    tag(f"{g}/{n}.wasm", f"{n}-new.wasm", "never seen")
+tag(js, "js-v1.wasm", "v1")
+tag(js, "js-new.wasm", "never seen")
+PY
+cat >routes.json <<'JSON'
+{ "apps": {
+    "hello": { "module": "hello-v1.wasm" },
+    "hello_plain": { "module": "hello-v1.wasm", "preinit": false },
+    "todo": { "module": "todo-v1.wasm", "grants": { "host": ["log", "storage"] } },
+    "todo_plain": { "module": "todo-v1.wasm", "preinit": false, "grants": { "host": ["log", "storage"] } },
+    "js": { "module": "js-v1.wasm" } },
+  "routes": [
+    { "path": "/hello/...", "app": "hello" }, { "path": "/hp/...", "app": "hello_plain" },
+    { "path": "/todo/...", "app": "todo" }, { "path": "/tp/...", "app": "todo_plain" },
+    { "path": "/js/...", "app": "js" } ] }
+JSON
+export WASMHOST_ADMIN_TOKEN=bench
+RUST_LOG=error "$WASMHOST" serve --routes routes.json --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  --data data --no-watch >out 2>err &
+PID=$!
+for _ in $(seq 1200); do grep -q 'admin API' out 2>/dev/null && break; sleep 0.1; done
+ADMIN=$(sed -n 's#^admin API on \(http://[0-9.:]*\).*#\1#p' out)
+[ -n "$ADMIN" ] || { echo "never_seen: the server did not start: $(cat err)" >&2; exit 1; }
+for app in hello_plain hello todo_plain todo js; do
+  file=${app%_plain}-new.wasm
+  secs=$(curl -s -o resp -w '%{time_total}' -X PUT --data-binary "@$file" \
+    -H "Authorization: Bearer bench" "$ADMIN/apps/$app/module")
+  grep -q '"changed": true' resp || { echo "never_seen: deploy to $app: $(cat resp)" >&2; exit 1; }
+  echo "$app: $(stat -c %s "$file") bytes, deploy answered after ${secs} s"
+done
