@@ -194,6 +194,61 @@ impl Limits {
     }
 }
 
+/// The key range of one `list` page, from its checked arguments: every
+/// backend lists exactly this range, in byte order, and at most `limit` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRange<'a> {
+    /// Where the page starts: the cursor (excluded) when it is at or past the
+    /// prefix, else the prefix itself (included).
+    pub start: &'a [u8],
+    pub start_included: bool,
+    /// The first key past every key with the prefix (excluded); `None` when
+    /// the prefix has no end (empty or all `0xff`).
+    pub end: Option<Vec<u8>>,
+    /// The page size (see [`Limits::page_size`]).
+    pub limit: usize,
+}
+
+impl Limits {
+    /// Checks `list`'s arguments against the key limit and turns them into
+    /// the range its page covers.
+    pub fn list_range<'a>(
+        &self,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> Result<ListRange<'a>, StorageError> {
+        self.check_key(prefix)?;
+        if let Some(after) = after {
+            self.check_key(after)?;
+        }
+        let (start, start_included) = match after {
+            Some(after) if after >= prefix => (after, false),
+            _ => (prefix, true),
+        };
+        Ok(ListRange {
+            start,
+            start_included,
+            end: prefix_end(prefix),
+            limit: self.page_size(limit),
+        })
+    }
+}
+
+impl Page {
+    /// The page from up to `limit + 1` keys read in order: the extra key, if
+    /// read, only says that more follow.
+    pub fn from_overfetch(mut keys: Vec<Vec<u8>>, limit: usize) -> Page {
+        let next = if keys.len() > limit {
+            keys.truncate(limit);
+            keys.last().cloned()
+        } else {
+            None
+        };
+        Page { keys, next }
+    }
+}
+
 /// Per-app key-value storage. Implementations are shared by the host's worker
 /// threads; every method is atomic on its own.
 pub trait KvStore: Send + Sync {
@@ -396,16 +451,13 @@ impl KvStore for MemoryStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Page, StorageError> {
-        self.limits.check_key(prefix)?;
-        if let Some(after) = after {
-            self.limits.check_key(after)?;
-        }
-        let limit = self.limits.page_size(limit);
-        let lower = match after {
-            Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
-            _ => Bound::Included(prefix.to_vec()),
+        let range = self.limits.list_range(prefix, after, limit)?;
+        let lower = if range.start_included {
+            Bound::Included(range.start.to_vec())
+        } else {
+            Bound::Excluded(range.start.to_vec())
         };
-        let upper = prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = range.end.map_or(Bound::Unbounded, Bound::Excluded);
         if let (Bound::Excluded(lo), Bound::Excluded(hi)) = (&lower, &upper)
             && lo >= hi
         {
@@ -413,18 +465,12 @@ impl KvStore for MemoryStore {
             return Ok(Page::default());
         }
         Ok(self.with_ns(ns, |map| {
-            let mut keys: Vec<Vec<u8>> = map
+            let keys = map
                 .range((lower, upper))
-                .take(limit + 1)
+                .take(range.limit + 1)
                 .map(|(key, _)| key.clone())
                 .collect();
-            let next = if keys.len() > limit {
-                keys.truncate(limit);
-                keys.last().cloned()
-            } else {
-                None
-            };
-            Page { keys, next }
+            Page::from_overfetch(keys, range.limit)
         }))
     }
 

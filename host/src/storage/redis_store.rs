@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{KvStore, Limits, Namespace, Page, StorageError, next_counter, prefix_end};
+use super::{KvStore, Limits, Namespace, Page, StorageError, next_counter};
 
 /// How long opening a TCP (or Unix socket) connection to Redis may take: a
 /// reachable server on a LAN answers in milliseconds; beyond this it is down.
@@ -504,18 +504,13 @@ impl KvStore for RedisStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Page, StorageError> {
-        self.limits.check_key(prefix)?;
-        if let Some(after) = after {
-            self.limits.check_key(after)?;
-        }
-        let limit = self.limits.page_size(limit);
-        let lower = match after {
-            Some(after) if after >= prefix => lex(false, after),
-            _ => lex(true, prefix),
-        };
-        let upper = prefix_end(prefix).map_or_else(|| b"+".to_vec(), |end| lex(false, &end));
+        let range = self.limits.list_range(prefix, after, limit)?;
+        let lower = lex(range.start_included, range.start);
+        let upper = range
+            .end
+            .map_or_else(|| b"+".to_vec(), |end| lex(false, &end));
         let (_, idx) = self.keys(ns);
-        let mut keys: Vec<Vec<u8>> = self.run(|c| {
+        let keys: Vec<Vec<u8>> = self.run(|c| {
             redis::cmd("ZRANGE")
                 .arg(&idx)
                 .arg(lower)
@@ -523,16 +518,10 @@ impl KvStore for RedisStore {
                 .arg("BYLEX")
                 .arg("LIMIT")
                 .arg(0)
-                .arg(limit + 1)
+                .arg(range.limit + 1)
                 .query(c)
         })?;
-        let next = if keys.len() > limit {
-            keys.truncate(limit);
-            keys.last().cloned()
-        } else {
-            None
-        };
-        Ok(Page { keys, next })
+        Ok(Page::from_overfetch(keys, range.limit))
     }
 
     fn get_many(
@@ -682,6 +671,27 @@ mod tests {
             "took {:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn a_stalled_server_is_a_backend_error_within_the_timeouts() {
+        // A listener that never accepts: the kernel completes the connect,
+        // and nothing ever answers a command.
+        let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = stalled.local_addr().unwrap().port();
+        let pool = RedisPool::open(&format!("redis://127.0.0.1:{port}/0"), "t:").unwrap();
+        let store = RedisStore::new(pool, "apps");
+        let ns = Namespace::new("app").unwrap();
+        let started = std::time::Instant::now();
+        let err = store.set(&ns, b"k", b"v").unwrap_err();
+        assert!(matches!(err, StorageError::Backend(_)), "{err:?}");
+        // Generous: the bound is a pool wait plus a connect and a command.
+        let bound = (POOL_WAIT + CONNECT_TIMEOUT + COMMAND_TIMEOUT) * 4;
+        assert!(started.elapsed() < bound, "took {:?}", started.elapsed());
+        // The breaker is open now: the next call fails at once, without
+        // trying the server again.
+        let err = store.get(&ns, b"k").unwrap_err();
+        assert!(err.to_string().contains("retried every"), "{err}");
     }
 
     #[test]

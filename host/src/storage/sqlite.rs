@@ -40,7 +40,7 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
-use super::{KvStore, Limits, Namespace, Page, StorageError, next_counter, prefix_end};
+use super::{KvStore, Limits, Namespace, Page, StorageError, next_counter};
 
 /// The database file inside the store's directory.
 pub const DB_FILE: &str = "kv.sqlite3";
@@ -288,19 +288,10 @@ impl KvStore for SqliteStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Page, StorageError> {
-        self.limits.check_key(prefix)?;
-        if let Some(after) = after {
-            self.limits.check_key(after)?;
-        }
-        let limit = self.limits.page_size(limit);
-        // Both bounds go into the index range: start strictly after the
-        // cursor when it is at or past the prefix, else at the prefix.
-        let (lower_op, lower) = match after {
-            Some(after) if after >= prefix => (">", after),
-            _ => (">=", prefix),
-        };
-        let upper = prefix_end(prefix);
-        let upper_clause = if upper.is_some() {
+        // Both bounds go into the index range.
+        let range = self.limits.list_range(prefix, after, limit)?;
+        let lower_op = if range.start_included { ">=" } else { ">" };
+        let upper_clause = if range.end.is_some() {
             "AND key < ?3"
         } else {
             "AND ?3 IS NULL"
@@ -308,21 +299,17 @@ impl KvStore for SqliteStore {
         let sql = format!(
             "SELECT key FROM kv WHERE ns = ?1 AND key {lower_op} ?2 {upper_clause} ORDER BY key LIMIT ?4"
         );
-        let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let fetch = i64::try_from(range.limit)
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(&sql)?;
-        let mut keys = stmt
-            .query_map(params![ns.as_str(), lower, upper, fetch], |row| {
+        let keys = stmt
+            .query_map(params![ns.as_str(), range.start, range.end, fetch], |row| {
                 row.get::<_, Vec<u8>>(0)
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if keys.len() > limit {
-            keys.truncate(limit);
-            keys.last().cloned()
-        } else {
-            None
-        };
-        Ok(Page { keys, next })
+        Ok(Page::from_overfetch(keys, range.limit))
     }
 
     fn increment(&self, ns: &Namespace, key: &[u8], delta: i64) -> Result<i64, StorageError> {
