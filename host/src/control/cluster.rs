@@ -247,11 +247,6 @@ impl Cluster {
             }
         }
     }
-
-    /// Whether Redis answers.
-    pub fn ready(&self) -> Result<(), StorageError> {
-        self.pool.ping()
-    }
 }
 
 fn unix_now() -> u64 {

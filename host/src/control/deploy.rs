@@ -228,14 +228,11 @@ impl Controller {
         self.cluster = Some(cluster);
     }
 
-    /// Whether the host can serve every app fully: its shared Redis, if it
-    /// has one, answers.
+    /// Whether the host can serve every app fully: its store answers (a
+    /// shared Redis, which also carries the cluster's deploys, is pinged).
     pub fn ready(&self) -> Result<(), String> {
-        if let Some(services) = self.runtime.services() {
-            services.kv.ready().map_err(|e| e.to_string())?;
-        }
-        match &self.cluster {
-            Some(cluster) => cluster.ready().map_err(|e| e.to_string()),
+        match self.runtime.services() {
+            Some(services) => services.kv.ready().map_err(|e| e.to_string()),
             None => Ok(()),
         }
     }
