@@ -102,6 +102,22 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The same on baseline (Winch) code, what a never-seen version runs on
+    // until its optimized code is ready (docs/ARCHITECTURE.md, "Tiers").
+    let tiered = Runtime::new(64).expect("runtime");
+    tiered.set_tiering(true);
+    let _hold = tiered.hold_tier_ups();
+    let baseline = tiered
+        .load("hello", Path::new(HELLO), Limits::default())
+        .expect("load hello on baseline code");
+    assert_eq!(baseline.tier(), wasmhost::sandbox::Tier::Baseline);
+    c.bench_function("wasm_invoke_hello_get_baseline", |b| {
+        b.iter(|| {
+            let (resp, _) = tiered.invoke(&baseline, black_box(&get_meta), black_box(&[]));
+            black_box(resp.expect("hello answers"))
+        })
+    });
+
     // The same with the host-side JSON encoding of the request meta included.
     c.bench_function("wasm_encode_and_invoke_hello_get", |b| {
         b.iter(|| {

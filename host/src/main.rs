@@ -132,6 +132,11 @@ struct ServeArgs {
     /// Do not watch routes.json and the modules for changes.
     #[arg(long)]
     no_watch: bool,
+    /// Compile every new version optimized before it serves: deploys of a
+    /// version never compiled before take seconds instead of serving on
+    /// baseline code within one (docs/operations.md, "Status").
+    #[arg(long)]
+    no_baseline_tier: bool,
 }
 
 impl Default for ServeArgs {
@@ -152,6 +157,7 @@ impl Default for ServeArgs {
             redis_prefix: wasmhost::storage::redis_store::DEFAULT_PREFIX.into(),
             node: None,
             no_watch: false,
+            no_baseline_tier: false,
         }
     }
 }
@@ -227,6 +233,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token,
         }),
         data_dir: Some(args.data.clone()),
+        baseline_tier: !args.no_baseline_tier,
     };
     let handle = wasmhost::start_host(
         Options {
@@ -379,8 +386,8 @@ fn status(json: bool, admin: &AdminClientArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<12} {:<6} {:<6} {:<29} ROUTES",
-        "APP", "VERSION", "ORIGIN", "STATUS", "LOADED"
+        "{:<20} {:<12} {:<6} {:<6} {:<9} {:<29} ROUTES",
+        "APP", "VERSION", "ORIGIN", "STATUS", "TIER", "LOADED"
     );
     for app in answer["apps"].as_array().into_iter().flatten() {
         let loaded = app["loaded_at"].as_u64().map_or_else(String::new, |secs| {
@@ -397,11 +404,12 @@ fn status(json: bool, admin: &AdminClientArgs) -> anyhow::Result<()> {
             .collect();
         let version = app["version"].as_str().unwrap_or("");
         println!(
-            "{:<20} {:<12} {:<6} {:<6} {:<29} {}",
+            "{:<20} {:<12} {:<6} {:<6} {:<9} {:<29} {}",
             app["name"].as_str().unwrap_or(""),
             &version[..version.len().min(12)],
             app["origin"].as_str().unwrap_or(""),
             app["status"].as_str().unwrap_or(""),
+            app["tier"].as_str().unwrap_or(""),
             loaded,
             routes.join(" ")
         );

@@ -161,6 +161,7 @@ fn javascript_and_python_components_serve_and_swap_under_load_with_no_failed_req
                 token: TOKEN.to_owned(),
             }),
             data_dir: Some(dir.path().join("deploys")),
+            baseline_tier: true,
         },
     )
     .unwrap_or_else(|e| panic!("host failed to start: {e:#}"));

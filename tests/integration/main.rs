@@ -19,3 +19,4 @@ mod sandbox;
 mod services;
 mod static_files;
 mod tidy;
+mod tiers;

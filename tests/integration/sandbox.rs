@@ -604,6 +604,7 @@ fn a_request_refused_by_admission_gets_the_apps_503_page_and_is_counted() {
                 token: TOKEN.to_owned(),
             }),
             data_dir: None,
+            baseline_tier: true,
         },
     )
     .unwrap_or_else(|e| panic!("host failed to start: {e:#}"));

@@ -34,6 +34,12 @@ pub struct Site {
 }
 
 impl Site {
+    /// The compiler of the code an app's new requests run on, if the app is
+    /// loaded (docs/ARCHITECTURE.md, "Tiers").
+    pub fn tier_of(&self, app: &str) -> Option<crate::sandbox::Tier> {
+        self.apps.iter().find(|g| &*g.app == app).map(|g| g.tier())
+    }
+
     /// Loads every module and opens every static directory of a config.
     /// Modules load in parallel, one thread per core: compiling and
     /// pre-initializing new modules is CPU-bound. The error reported is that

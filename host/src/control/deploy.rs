@@ -604,6 +604,7 @@ impl Controller {
 
     /// Every app with its routes, version, load time and status, as JSON.
     pub fn status(&self) -> Value {
+        let site = self.dispatcher().site();
         let st = self.lock();
         let apps: Vec<Value> = st
             .apps
@@ -623,6 +624,7 @@ impl Controller {
                     "version": state.current.sha256,
                     "origin": state.current.origin.as_str(),
                     "loaded_at": unix(state.current.loaded_at),
+                    "tier": site.tier_of(name).map(|t| t.name()),
                     "status": if state.last_error.is_some() { "error" } else { "ok" },
                     "last_error": state.last_error.as_ref().map(ErrorRecord::to_json),
                     "previous": state.history.iter().rev().map(|v| v.sha256.clone()).collect::<Vec<_>>(),

@@ -22,6 +22,10 @@ pub struct HotSwap {
     pub admin: Option<AdminConfig>,
     /// Where deployed modules are stored; `None` keeps deploys in memory only.
     pub data_dir: Option<PathBuf>,
+    /// Whether a version never compiled before serves on baseline code
+    /// until its optimized code is ready (docs/ARCHITECTURE.md, "Tiers");
+    /// off, it is compiled optimized before it serves.
+    pub baseline_tier: bool,
 }
 
 /// A running host: server, watcher and admin listener. Dropping it stops all three.
@@ -107,6 +111,7 @@ impl Host {
 pub fn start_host(mut options: Options, hot: HotSwap) -> anyhow::Result<Host> {
     let pool = open_pool(&options)?;
     let runtime = new_runtime_on(&options, pool.as_ref())?;
+    let tiers = runtime.clone();
     let mut controller = Controller::new(
         runtime,
         options.routes.clone(),
@@ -130,6 +135,10 @@ pub fn start_host(mut options: Options, hot: HotSwap) -> anyhow::Result<Host> {
         .worker_stack
         .max(crate::sandbox::WORKER_STACK);
     let server = net::start(options.server, controller.dispatcher().clone())?;
+    // Start-up compiled every app optimized; from now on a version never
+    // compiled before serves on baseline code within its first second
+    // (docs/ARCHITECTURE.md, "Tiers").
+    tiers.set_tiering(hot.baseline_tier);
     let watcher = if hot.watch {
         Some(Watcher::start(controller.clone())?)
     } else {

@@ -1,4 +1,4 @@
-//! The engines: pooling allocator, epoch interruption, optional fuel, the compiled-module cache, and compiling a module on them.
+//! The engines: two compilers (Winch's fast first tier, Cranelift's optimized code), pooling allocator, epoch interruption, optional fuel, the compiled-module cache, and compiling a module on them.
 
 use super::*;
 
@@ -18,6 +18,27 @@ pub const WORKER_STACK: usize = 8 * 1024 * 1024;
 /// enforced below it by each store's limiter.
 pub(super) const POOL_MAX_MEMORY: usize = 4 << 30;
 
+/// Which compiler an engine uses. A version the host has never compiled
+/// runs on `Baseline` code first, which compiles several times faster, while
+/// `Optimized` code for it compiles in the background (`sandbox/tier.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch: a single-pass compiler, for the first seconds of a new version.
+    Baseline,
+    /// Cranelift: what every request runs on once it is ready.
+    Optimized,
+}
+
+impl Tier {
+    /// The name status reports and logs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimized => "optimized",
+        }
+    }
+}
+
 /// An engine and its linker: modules compiled for one run only on it.
 pub(super) struct Flavor {
     pub(super) engine: Engine,
@@ -36,10 +57,14 @@ const MEMORIES_PER_SLOT: u32 = 2;
 
 /// Builds an engine (pooling allocator, epoch interruption, optionally fuel)
 /// and its linker: WASI p1 with the host's own `poll_oneoff`, and `wasmhost`.
+/// A `Baseline` engine compiles with Winch, allocates instances on demand
+/// (its code serves only until the optimized code is ready, so it reserves
+/// no pool of its own) and caches nothing.
 pub(super) fn flavor(
     max_instances: u32,
     fuel: bool,
     cache: Option<&Path>,
+    tier: Tier,
 ) -> wasmtime::Result<Flavor> {
     let mut pool = PoolingAllocationConfig::new();
     let cores = max_instances.saturating_mul(CORE_PER_SLOT);
@@ -56,12 +81,23 @@ pub(super) fn flavor(
         .pagemap_scan(Enabled::Auto);
     let mut config = Config::new();
     config
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .epoch_interruption(true)
         .consume_fuel(fuel)
         .max_wasm_stack(MAX_WASM_STACK)
         .memory_init_cow(true);
-    if let Some(dir) = cache {
+    match tier {
+        Tier::Optimized => {
+            config
+                .strategy(Strategy::Cranelift)
+                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        Tier::Baseline => {
+            config
+                .strategy(Strategy::Winch)
+                .allocation_strategy(InstanceAllocationStrategy::OnDemand);
+        }
+    }
+    if let Some(dir) = cache.filter(|_| tier == Tier::Optimized) {
         // wasmtime's cache worker deletes every file it does not recognise
         // in its directory: it gets a subdirectory of its own.
         let dir = dir.join(MODULE_CACHE_DIR);

@@ -99,7 +99,7 @@ impl Runtime {
     ) -> Result<GuestResponse, GuestError> {
         let fail =
             |e: wasmtime::Error, store: &Store<GuestState>| classify(e, store, &guest.limits);
-        let (pre, has_initialize) = guest.core()?;
+        let (pre, has_initialize) = guest.core_on(store.engine())?;
         let instance = pre.instantiate(&mut *store).map_err(|e| fail(e, store))?;
         stats.instantiate = started.elapsed();
         let run_started = Instant::now();

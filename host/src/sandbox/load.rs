@@ -82,22 +82,61 @@ impl Runtime {
         if wasmparser::Parser::is_component(bytes) {
             return self.load_component(app, path, bytes, limits, grants);
         }
-        let flavor = self.flavor_for(&limits)?;
+        let optimized = self.flavor_for(&limits, Tier::Optimized)?;
+        let baseline = self.baseline_for(&limits);
         let app: Arc<str> = Arc::from(app);
+        let started = Instant::now();
         let snapshot;
-        let bytes = if preinit && preinit::exports_init(bytes) {
-            let spec = StoreSpec {
-                engine: &flavor.engine,
-                app: &app,
-                limits: &limits,
-                grants: &grants,
+        let code = if preinit && preinit::exports_init(bytes) {
+            fn spec<'a>(
+                flavor: &'a Flavor,
+                app: &'a Arc<str>,
+                limits: &'a Limits,
+                grants: &'a Grants,
+            ) -> StoreSpec<'a> {
+                StoreSpec {
+                    engine: &flavor.engine,
+                    app,
+                    limits,
+                    grants,
+                }
+            }
+            // The initializer runs on baseline code when there is some: the
+            // snapshot does not depend on the compiler. If that fails, the
+            // optimized run gives the error (or the snapshot, if the
+            // baseline compiler was what failed).
+            let first = baseline.as_ref().and_then(|b| {
+                self.preinitialize(b, spec(b, &app, &limits, &grants), path, bytes)
+                    .ok()
+            });
+            snapshot = match first {
+                Some(s) => s,
+                None => {
+                    let spec = spec(&optimized, &app, &limits, &grants);
+                    self.preinitialize(&optimized, spec, path, bytes)?
+                }
             };
-            snapshot = self.preinitialize(flavor, spec, path, bytes)?;
             &snapshot[..]
         } else {
             bytes
         };
-        let module = compile(flavor, path, bytes, &grants)?;
+        let key = tier::code_key(code, limits.fuel.is_some());
+        let baseline = baseline.filter(|_| !self.seen.contains(&key));
+        let (module, on, first_tier) = match baseline {
+            Some(b) => match compile(&b, path, code, &grants) {
+                Ok(m) => (m, b, Tier::Baseline),
+                Err(LoadError::Compile { reason, .. }) => {
+                    tracing::info!(%app, "the baseline compiler refused the module ({reason}); compiling optimized");
+                    let m = compile(&optimized, path, code, &grants)?;
+                    (m, optimized.clone(), Tier::Optimized)
+                }
+                Err(e) => return Err(e),
+            },
+            None => {
+                let m = compile(&optimized, path, code, &grants)?;
+                (m, optimized.clone(), Tier::Optimized)
+            }
+        };
         let has_initialize = match module.get_export(exports::INITIALIZE.name) {
             None => false,
             Some(_) => {
@@ -105,10 +144,20 @@ impl Runtime {
                 true
             }
         };
-        let pre = flavor
+        let pre = on
             .linker
             .instantiate_pre(&module)
             .map_err(|e| abi_err(format!("cannot link: {:#}", anyhow::Error::from(e))))?;
+        let (pre, cell) = match first_tier {
+            Tier::Optimized => {
+                self.seen.insert(key);
+                (Tiered::optimized(pre), None)
+            }
+            Tier::Baseline => {
+                let (pre, cell) = Tiered::baseline(pre);
+                (pre, Some(cell))
+            }
+        };
         let guest = GuestModule {
             app,
             path: path.to_owned(),
@@ -131,6 +180,22 @@ impl Runtime {
             return Err(abi_err(format!(
                 "declares ABI version {version}, but this host implements version {ABI_VERSION}"
             )));
+        }
+        if let Some(cell) = cell {
+            tracing::info!(
+                app = %guest.app,
+                took_ms = started.elapsed().as_millis() as u64,
+                "serving on baseline code; optimized code compiles in the background"
+            );
+            let (flavor, grants) = (optimized, guest.grants.clone());
+            let (path, code) = (path.to_owned(), code.to_vec());
+            self.tier_up(guest.app.clone(), key, cell, move || {
+                let module = compile(&flavor, &path, &code, &grants).map_err(|e| e.to_string())?;
+                flavor
+                    .linker
+                    .instantiate_pre(&module)
+                    .map_err(|e| format!("cannot link: {:#}", anyhow::Error::from(e)))
+            });
         }
         Ok(guest)
     }
@@ -226,7 +291,9 @@ impl Runtime {
             .new_store(guest, LOAD_CPU_BUDGET, LOAD_CPU_BUDGET, false)
             .map_err(|e| (INSTANTIATE, e))?;
         let fail = |stage, e, store: &Store<GuestState>| (stage, classify(e, store, &guest.limits));
-        let (pre, has_initialize) = guest.core().map_err(|e| (INSTANTIATE, e))?;
+        let (pre, has_initialize) = guest
+            .core_on(store.engine())
+            .map_err(|e| (INSTANTIATE, e))?;
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| fail(INSTANTIATE, e, &store))?;

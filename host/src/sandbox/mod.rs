@@ -16,11 +16,13 @@ mod invoke;
 mod load;
 mod pages;
 mod store;
+mod tier;
 
-pub use engine::{MAX_WASM_STACK, WORKER_STACK};
+pub use engine::{MAX_WASM_STACK, Tier, WORKER_STACK};
 pub use error::{CallStats, GuestError, LoadError};
 pub use pages::{ErrorPage, ErrorPages};
 pub use store::GuestState;
+pub use tier::TierHold;
 
 // What the files below share; each of them imports `super::*`.
 use budget::{
@@ -32,6 +34,7 @@ use error::{classify, classify_parts, oom_or};
 use load::LOAD_CPU_BUDGET;
 use pages::read_error_page;
 use store::{StoreSpec, flush_log, host_log, new_store};
+use tier::Tiered;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -47,7 +50,8 @@ use wasmhost_abi::imports::{
 use wasmhost_abi::{ABI_VERSION, HOST_FUNCTIONS};
 use wasmtime::{
     Caller, Config, Enabled, Engine, ExternType, FuncType, InstanceAllocationStrategy, InstancePre,
-    Linker, Module, PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
+    Linker, Module, PoolingAllocationConfig, ResourceLimiter, Store, Strategy, Trap,
+    UpdateDeadline,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -64,19 +68,38 @@ pub use wasmhost_abi::{DEFAULT_HOST_GRANTS, HOST_GRANTS};
 
 /// The engines and everything shared by all modules.
 pub struct Runtime {
-    /// The engine of apps without a fuel budget.
-    plain: Flavor,
-    /// The engine of apps with a fuel budget, created when the first such app
-    /// is loaded: fuel metering slows every guest compiled for it.
-    fueled: Arc<OnceLock<Flavor>>,
+    flavors: Arc<Flavors>,
     /// Instance slots of each engine's pool.
     max_instances: u32,
     /// The stores behind storage and sessions, set once at start.
     services: OnceLock<services::HostServices>,
     /// Where compiled modules are cached, if anywhere.
     cache: Option<PathBuf>,
+    /// Whether a load of code not compiled before starts on the baseline
+    /// tier (`sandbox/tier.rs`); off until [`Runtime::set_tiering`].
+    tiering: AtomicBool,
+    /// Code compiled optimized in this process.
+    seen: Arc<tier::Seen>,
+    /// The background compiles to the optimized tier.
+    tier_up: tier::TierUp,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+}
+
+/// The engines: Cranelift without fuel, made at start, and the others
+/// (fuel metering slows every guest compiled for it; Winch serves only new
+/// versions) made when first needed.
+struct Flavors {
+    plain: Arc<Flavor>,
+    /// Cranelift with fuel, Winch without, Winch with fuel.
+    lazy: [OnceLock<Arc<Flavor>>; 3],
+}
+
+impl Flavors {
+    /// Every engine made so far, for the epoch ticker.
+    fn each(&self) -> impl Iterator<Item = &Flavor> {
+        std::iter::once(&*self.plain).chain(self.lazy.iter().filter_map(|f| f.get().map(|f| &**f)))
+    }
 }
 
 /// A module that passed the ABI checks, ready to instantiate per request.
@@ -85,7 +108,8 @@ pub struct GuestModule {
     pub app: Arc<str>,
     /// The file it came from.
     pub path: PathBuf,
-    /// What kind of guest it is, pre-linked: per request only instantiation remains.
+    /// What kind of guest it is, pre-linked on one tier or two: per request
+    /// only instantiation remains.
     kind: Kind,
     /// The app's limits.
     pub limits: Limits,
@@ -99,12 +123,12 @@ pub struct GuestModule {
 enum Kind {
     /// A core module speaking the JSON ABI (`docs/abi.md`), run by `invoke`.
     Core {
-        pre: InstancePre<GuestState>,
+        pre: Tiered<InstancePre<GuestState>>,
         /// Whether the module exports `_initialize` (a WASI reactor).
         has_initialize: bool,
     },
     /// A `wasi:http` component (`docs/components.md`), run by `component`.
-    Component(component::Pre),
+    Component(Tiered<component::Pre>),
 }
 
 impl GuestModule {
@@ -113,14 +137,43 @@ impl GuestModule {
         matches!(self.kind, Kind::Component(_))
     }
 
-    /// The pre-linked module and whether it exports `_initialize`, for a core
-    /// module; a component is refused with the reason, for the caller's error.
+    /// The compiler of the code new requests run on: `Baseline` for a new
+    /// version until its optimized code is ready.
+    pub fn tier(&self) -> Tier {
+        match &self.kind {
+            Kind::Core { pre, .. } => pre.tier(),
+            Kind::Component(pre) => pre.tier(),
+        }
+    }
+
+    /// The pre-linked module new requests run on and whether it exports
+    /// `_initialize`, for a core module; a component is refused with the
+    /// reason, for the caller's error.
     fn core(&self) -> Result<(&InstancePre<GuestState>, bool), GuestError> {
+        self.core_where(|_| true)
+    }
+
+    /// As [`GuestModule::core`], the code compiled for `engine`: a request
+    /// instantiates on the engine its store was made on, whichever tier is
+    /// current by then.
+    fn core_on(&self, engine: &Engine) -> Result<(&InstancePre<GuestState>, bool), GuestError> {
+        self.core_where(|pre| Engine::same(pre.module().engine(), engine))
+    }
+
+    fn core_where(
+        &self,
+        matches: impl Fn(&InstancePre<GuestState>) -> bool,
+    ) -> Result<(&InstancePre<GuestState>, bool), GuestError> {
         match &self.kind {
             Kind::Core {
                 pre,
                 has_initialize,
-            } => Ok((pre, *has_initialize)),
+            } => match pre.find(matches) {
+                Some(pre) => Ok((pre, *has_initialize)),
+                None => Err(GuestError::Setup(
+                    "no code of this module for the request's engine".to_owned(),
+                )),
+            },
             Kind::Component(_) => Err(GuestError::Setup(
                 "a component is not called through the JSON ABI".to_owned(),
             )),
@@ -144,34 +197,52 @@ impl Runtime {
                 anyhow::anyhow!("creating the module cache {}: {e}", modules.display())
             })?;
         }
-        let plain = flavor(max_instances, false, cache.as_deref()).map_err(anyhow::Error::from)?;
-        let fueled: Arc<OnceLock<Flavor>> = Arc::new(OnceLock::new());
+        let plain = flavor(max_instances, false, cache.as_deref(), Tier::Optimized)
+            .map_err(anyhow::Error::from)?;
+        let flavors = Arc::new(Flavors {
+            plain: Arc::new(plain),
+            lazy: Default::default(),
+        });
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
-            let engine = plain.engine.clone();
-            let fueled = fueled.clone();
+            let flavors = flavors.clone();
             let stop = ticker_stop.clone();
             std::thread::Builder::new()
                 .name("epoch-ticker".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                        if let Some(f) = fueled.get() {
+                        for f in flavors.each() {
                             f.engine.increment_epoch();
                         }
                     }
                 })?
         };
         Ok(Runtime {
-            plain,
-            fueled,
+            flavors,
             max_instances,
             services: OnceLock::new(),
             cache,
+            tiering: AtomicBool::new(false),
+            seen: Arc::default(),
+            tier_up: tier::TierUp::start()?,
             ticker_stop,
             ticker: Some(ticker),
         })
+    }
+
+    /// Turns the baseline tier on or off for later loads: on, a load of code
+    /// this process has not compiled before serves on Winch's code at once
+    /// and moves to Cranelift's when the background compile is done. The
+    /// supervisor turns it on once the start-up load is done (start-up
+    /// compiles everything optimized, as before).
+    pub fn set_tiering(&self, on: bool) {
+        self.tiering.store(on, Ordering::Relaxed);
+    }
+
+    /// Background compiles to the optimized tier queued or running.
+    pub fn tier_ups_pending(&self) -> u64 {
+        self.tier_up.pending()
     }
 
     /// Gives the runtime its storage and session stores (once; later calls are ignored).
@@ -189,31 +260,37 @@ impl Runtime {
         self.services.get().map(|s| &s.sessions)
     }
 
-    /// The engine an app runs on: the fuel-metered one if it has a fuel budget.
-    fn flavor_for(&self, limits: &Limits) -> Result<&Flavor, LoadError> {
-        if limits.fuel.is_none() {
-            return Ok(&self.plain);
+    /// The engine an app's code of `tier` runs on: a fuel-metered one if it
+    /// has a fuel budget.
+    fn flavor_for(&self, limits: &Limits, tier: Tier) -> Result<Arc<Flavor>, LoadError> {
+        let fuel = limits.fuel.is_some();
+        let slot = match (fuel, tier) {
+            (false, Tier::Optimized) => return Ok(self.flavors.plain.clone()),
+            (true, Tier::Optimized) => &self.flavors.lazy[0],
+            (false, Tier::Baseline) => &self.flavors.lazy[1],
+            (true, Tier::Baseline) => &self.flavors.lazy[2],
+        };
+        if let Some(f) = slot.get() {
+            return Ok(f.clone());
         }
-        if let Some(f) = self.fueled.get() {
-            return Ok(f);
-        }
-        let made = flavor(self.max_instances, true, self.cache.as_deref())
+        let made = flavor(self.max_instances, fuel, self.cache.as_deref(), tier)
             .map_err(|e| LoadError::Engine(format!("{:#}", anyhow::Error::from(e))))?;
         // Two loads racing both build one; the loser's is dropped unused.
-        let _ = self.fueled.set(made);
-        self.fueled
-            .get()
-            .ok_or_else(|| LoadError::Engine("fuel engine vanished".into()))
+        let _ = slot.set(Arc::new(made));
+        slot.get()
+            .cloned()
+            .ok_or_else(|| LoadError::Engine("engine vanished".into()))
     }
 
     /// The engine of apps without fuel, for tools that compile modules.
     pub fn engine(&self) -> &Engine {
-        &self.plain.engine
+        &self.flavors.plain.engine
     }
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        self.tier_up.close();
         self.ticker_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
@@ -231,7 +308,7 @@ mod tests {
     /// nothing else under `wasmhost`.
     #[test]
     fn the_linker_provides_exactly_the_abi_host_functions() {
-        let flavor = flavor(1, false, None).unwrap();
+        let flavor = flavor(1, false, None, Tier::Optimized).unwrap();
         let app: Arc<str> = Arc::from("t");
         let spec = StoreSpec {
             engine: &flavor.engine,

@@ -124,10 +124,12 @@ impl Runtime {
         incoming: Incoming<'_>,
     ) -> (Result<ComponentReply, GuestError>, CallStats) {
         let mut stats = CallStats::default();
-        let Kind::Component(pre) = &guest.kind else {
+        let Kind::Component(tiers) = &guest.kind else {
             let e = GuestError::Setup("a JSON-ABI module is not called as a component".into());
             return (Err(e), stats);
         };
+        // One tier's code for the whole request.
+        let pre = tiers.current();
         let limits = &guest.limits;
         let started = Instant::now();
         let request = match request::build(&incoming) {

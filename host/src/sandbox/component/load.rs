@@ -20,25 +20,35 @@ impl Runtime {
             path: path.to_owned(),
             reason,
         };
-        let flavor = self.flavor_for(&limits)?;
-        let component =
-            Component::from_binary(&flavor.engine, bytes).map_err(|e| LoadError::Compile {
-                path: path.to_owned(),
-                reason: format!("{:#}", anyhow::Error::from(e)),
-            })?;
-        let pre = flavor.components.instantiate_pre(&component).map_err(|e| {
-            abi_err(format!(
-                "cannot link the component: {:#} (the host provides WASI 0.2 and wasi:http 0.2, \
-                 docs/components.md)",
-                anyhow::Error::from(e)
-            ))
-        })?;
-        let pre = Pre::new(pre).map_err(|e| {
-            abi_err(format!(
-                "is not a wasi:http proxy: {:#} (it must export wasi:http/incoming-handler@0.2)",
-                anyhow::Error::from(e)
-            ))
-        })?;
+        let optimized = self.flavor_for(&limits, Tier::Optimized)?;
+        let key = tier::code_key(bytes, limits.fuel.is_some());
+        let baseline = self
+            .baseline_for(&limits)
+            .filter(|_| !self.seen.contains(&key));
+        let started = Instant::now();
+        let compile_err = |e: wasmtime::Error| LoadError::Compile {
+            path: path.to_owned(),
+            reason: format!("{:#}", anyhow::Error::from(e)),
+        };
+        let (component, on, first_tier) = match baseline {
+            Some(b) => match Component::from_binary(&b.engine, bytes) {
+                Ok(c) => (c, b, Tier::Baseline),
+                Err(e) => {
+                    tracing::info!(
+                        app,
+                        "the baseline compiler refused the component ({e:#}); compiling optimized"
+                    );
+                    let c =
+                        Component::from_binary(&optimized.engine, bytes).map_err(compile_err)?;
+                    (c, optimized.clone(), Tier::Optimized)
+                }
+            },
+            None => {
+                let c = Component::from_binary(&optimized.engine, bytes).map_err(compile_err)?;
+                (c, optimized.clone(), Tier::Optimized)
+            }
+        };
+        let pre = link(&on, &component).map_err(abi_err)?;
         let app: Arc<str> = Arc::from(app);
         probe(&pre, &app, &limits, &grants).map_err(|e| match e {
             GuestError::CpuTime { .. } | GuestError::WallTime { .. } => abi_err(format!(
@@ -47,6 +57,25 @@ impl Runtime {
             )),
             e => abi_err(format!("failed at start-up in instantiation: {e}")),
         })?;
+        let pre = match first_tier {
+            Tier::Optimized => {
+                self.seen.insert(key);
+                Tiered::optimized(pre)
+            }
+            Tier::Baseline => {
+                let (pre, cell) = Tiered::baseline(pre);
+                tracing::info!(
+                    %app,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "serving on baseline code; optimized code compiles in the background"
+                );
+                let code = bytes.to_vec();
+                self.tier_up(app.clone(), key, cell, move || {
+                    compile_and_link(&optimized, &code)
+                });
+                pre
+            }
+        };
         Ok(GuestModule {
             app,
             path: path.to_owned(),
@@ -56,6 +85,32 @@ impl Runtime {
             error_pages: ErrorPages::new(),
         })
     }
+}
+
+/// Links a compiled component against the flavor's WASI and `wasi:http`
+/// and checks that it is a proxy; the error is the load error's reason.
+fn link(flavor: &Flavor, component: &Component) -> Result<Pre, String> {
+    let pre = flavor.components.instantiate_pre(component).map_err(|e| {
+        format!(
+            "cannot link the component: {:#} (the host provides WASI 0.2 and wasi:http 0.2, \
+             docs/components.md)",
+            anyhow::Error::from(e)
+        )
+    })?;
+    Pre::new(pre).map_err(|e| {
+        format!(
+            "is not a wasi:http proxy: {:#} (it must export wasi:http/incoming-handler@0.2)",
+            anyhow::Error::from(e)
+        )
+    })
+}
+
+/// Compiles and links a component on `flavor`, for the background compile
+/// of its optimized code; the error is one line.
+fn compile_and_link(flavor: &Flavor, bytes: &[u8]) -> Result<Pre, String> {
+    let component = Component::from_binary(&flavor.engine, bytes)
+        .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+    link(flavor, &component)
 }
 
 /// Instantiates the component once under the start-up budget.
