@@ -14,7 +14,7 @@
 # wrk and the JavaScript component of the test suite
 # (target/components/dynamic/, built by `cargo test`).
 #
-# LOAD=4 (the default) keeps 4 keep-alive clients on /hello/ throughout
+# LOAD=4 (the default) keeps 4 keep-alive clients on /hello throughout
 # (`wrk -t1 -c4`); LOAD=0 runs no load. EXTRA="--no-baseline-tier" measures
 # the server without the baseline tier.
 set -euo pipefail
@@ -62,7 +62,8 @@ cat >routes.json <<'JSON'
     "todo_plain": { "module": "todo-v1.wasm", "preinit": false, "grants": { "host": ["log", "storage"] } },
     "js": { "module": "js-v1.wasm" } },
   "routes": [
-    { "path": "/hello/...", "app": "hello" }, { "path": "/hp/...", "app": "hello_plain" },
+    { "path": "/hello", "app": "hello" }, { "path": "/hello/...", "app": "hello" },
+    { "path": "/hp/...", "app": "hello_plain" },
     { "path": "/todo/...", "app": "todo" }, { "path": "/tp/...", "app": "todo_plain" },
     { "path": "/js/...", "app": "js" } ] }
 JSON
@@ -76,7 +77,7 @@ ADMIN=$(sed -n 's#^admin API on \(http://[0-9.:]*\).*#\1#p' out)
 [ -n "$ADMIN" ] || { echo "never_seen: the server did not start: $(cat err)" >&2; exit 1; }
 LISTEN=$(sed -n 's#^wasmhost listening on \(http://[0-9.:]*\).*#\1#p' out)
 if [ "$LOAD" -gt 0 ]; then
-  wrk -t1 -c"$LOAD" -d600s "$LISTEN/hello/" >wrk.out 2>&1 &
+  wrk -t1 -c"$LOAD" -d600s "$LISTEN/hello" >wrk.out 2>&1 &
   WRK=$!
   sleep 1
 fi

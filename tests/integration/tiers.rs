@@ -17,7 +17,7 @@ use crate::support::guests;
 /// for a loaded CI machine (it takes well under a second here).
 const TIER_UP_BOUND: Duration = Duration::from_secs(120);
 
-fn runtime() -> Runtime {
+fn runtime_without_cache() -> Runtime {
     let runtime = Runtime::new(16).expect("runtime");
     runtime.set_tiering(true);
     runtime
@@ -62,7 +62,9 @@ fn wasm(text: &str) -> Vec<u8> {
 
 #[test]
 fn a_new_version_serves_on_baseline_code_then_on_optimized_code_with_the_same_answers() {
-    let runtime = runtime();
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::with_cache(16, Some(cache.path().to_owned())).expect("runtime");
+    runtime.set_tiering(true);
     let bytes = std::fs::read(guests::HELLO).expect("hello guest");
     let (meta, body) = get("/hello");
     let hold = runtime.hold_tier_ups();
@@ -84,11 +86,21 @@ fn a_new_version_serves_on_baseline_code_then_on_optimized_code_with_the_same_an
         (later.status, later.headers, later.body),
         (first.status, first.headers, first.body)
     );
-    // Code compiled optimized once loads optimized again (a rollback).
+    // Code compiled optimized once loads optimized again (a rollback):
+    // wasmtime's cache has it.
     let again = runtime
         .load_bytes("hello", Path::new(guests::HELLO), &bytes, Limits::default())
         .expect("hello loads again");
     assert_eq!(again.tier(), Tier::Optimized);
+    // Without a cache it would be compiled in full again: baseline first.
+    let uncached = runtime_without_cache();
+    for round in ["first", "second"] {
+        let guest = uncached
+            .load_bytes("hello", Path::new(guests::HELLO), &bytes, Limits::default())
+            .expect("hello loads");
+        assert_eq!(guest.tier(), Tier::Baseline, "{round} load without a cache");
+        wait_for_optimized(&uncached, &guest);
+    }
 }
 
 #[test]
@@ -108,7 +120,7 @@ fn without_tiering_a_load_compiles_optimized_at_once() {
 
 #[test]
 fn every_limit_holds_on_baseline_code() {
-    let runtime = runtime();
+    let runtime = runtime_without_cache();
     let _hold = runtime.hold_tier_ups();
     let ms = Duration::from_millis;
     let spin = module("", "(loop $l (br $l)) (i64.const 0)", "");
@@ -179,7 +191,7 @@ fn every_limit_holds_on_baseline_code() {
 
 #[test]
 fn a_module_the_baseline_compiler_refuses_is_refused_with_the_optimized_compilers_reason() {
-    let runtime = runtime();
+    let runtime = runtime_without_cache();
     let err = runtime
         .load_bytes(
             "t",

@@ -121,7 +121,7 @@ impl Runtime {
             bytes
         };
         let key = tier::code_key(code, limits.fuel.is_some());
-        let baseline = baseline.filter(|_| !self.seen.contains(&key));
+        let baseline = baseline.filter(|_| !self.compiled_before(&key));
         let (module, on, first_tier) = match baseline {
             Some(b) => match compile(&b, path, code, &grants) {
                 Ok(m) => (m, b, Tier::Baseline),

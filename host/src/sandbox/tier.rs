@@ -175,6 +175,14 @@ impl Runtime {
             .ok()
     }
 
+    /// Whether Cranelift compiled this code in this process and wasmtime's
+    /// cache holds it, so that compiling it again only loads it. Without a
+    /// cache it would compile again in full: then the baseline tier serves
+    /// first, as for new code.
+    pub(super) fn compiled_before(&self, key: &[u8; 32]) -> bool {
+        self.cache.is_some() && self.seen.contains(key)
+    }
+
     /// Queues the optimized compile of a version loaded on baseline code:
     /// `compile` builds the optimized code, which goes into `cell` unless
     /// the version is gone by then.

@@ -24,7 +24,7 @@ impl Runtime {
         let key = tier::code_key(bytes, limits.fuel.is_some());
         let baseline = self
             .baseline_for(&limits)
-            .filter(|_| !self.seen.contains(&key));
+            .filter(|_| !self.compiled_before(&key));
         let started = Instant::now();
         let compile_err = |e: wasmtime::Error| LoadError::Compile {
             path: path.to_owned(),
