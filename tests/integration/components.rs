@@ -363,6 +363,11 @@ fn login_required_guards_a_component_before_it_runs() {
 /// A one-request-at-a-time HTTP server on loopback answering `hello`,
 /// counting the connections it accepted.
 fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    upstream_with(b"hello".to_vec())
+}
+
+/// As [`upstream`], answering `body`.
+fn upstream_with(body: Vec<u8>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -380,9 +385,12 @@ fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                     Ok(n) => seen.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
             );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
         }
     });
     (addr, accepted)
@@ -427,6 +435,54 @@ fn outbound_http_reaches_only_the_granted_origins() {
         accepted.load(Ordering::SeqCst),
         1,
         "denied requests never connected"
+    );
+}
+
+#[test]
+fn an_outbound_response_over_its_limit_never_reaches_the_guest_whole() {
+    use wasmhost::sandbox::component::MAX_OUTBOUND_RESPONSE;
+    for (len, whole) in [
+        (MAX_OUTBOUND_RESPONSE, true),
+        (MAX_OUTBOUND_RESPONSE + 1, false),
+    ] {
+        outbound_of(len, whole);
+    }
+}
+
+/// Fetches an upstream body of `len` bytes through the outbound component:
+/// it arrives whole, or the guest's read fails and it answers 502.
+fn outbound_of(len: usize, whole: bool) {
+    let (addr, accepted) = upstream_with(vec![b'x'; len]);
+    let origin = format!("http://{addr}");
+    let routes = json!({
+        "apps": {
+            "granted": {
+                "module": guests::COMPONENT_OUTBOUND,
+                // Room for a body just under the limit, which then arrives.
+                "limits": { "memory": "128MiB", "max_response": "32MiB" },
+                "grants": { "outbound": [origin] }
+            }
+        },
+        "routes": [{ "path": "/granted", "app": "granted" }]
+    });
+    let server = TestServer::start(routes);
+    let resp = server.get(&format!("/granted?url=http%3A%2F%2F{addr}%2Fbig"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the upstream was asked");
+    if whole {
+        assert_eq!(resp.status, 200, "{len} bytes");
+        assert_eq!(resp.body.len(), "upstream 200\n".len() + len);
+        return;
+    }
+    assert_eq!(
+        resp.status,
+        502,
+        "{}",
+        &resp.text()[..resp.text().len().min(200)]
+    );
+    assert!(
+        resp.text().starts_with("outbound failed"),
+        "{}",
+        &resp.text()[..resp.text().len().min(200)]
     );
 }
 
