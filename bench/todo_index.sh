@@ -63,7 +63,13 @@ for host in baseline.bench candidate.bench; do
 done
 for round in $(seq "$ROUNDS"); do
   for host in baseline.bench candidate.bench; do
-    rps=$(wrk -t1 -c16 -d"${SECS}s" -s "$TMP/$host.lua" "$W/todo/index" | awk '/Requests\/sec/ {print $2}')
+    wrk -t1 -c16 -d"${SECS}s" -s "$TMP/$host.lua" "$W/todo/index" >"$TMP/wrk.out"
+    rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out")
+    # A refused or failed answer is no page: a run with any is not a result.
+    if grep -q 'Non-2xx' "$TMP/wrk.out"; then
+      echo "todo_index: ${host%.bench} got answers other than 2xx: $(grep Non-2xx "$TMP/wrk.out")" >&2
+      exit 1
+    fi
     echo "round $round ${host%.bench}: $rps req/s"
   done
 done

@@ -39,6 +39,18 @@ impl Tier {
     }
 }
 
+/// Bytes of each linear memory a pool slot keeps resident between
+/// requests when the kernel has `PAGEMAP_SCAN` (Linux 6.7): only the pages a
+/// request dirtied are reset, so a guest that touches a few hundred KiB per
+/// request (the todo index) finds them mapped instead of faulting them in
+/// again; +14% on the todo index, no change on hello (docs/BENCHMARKS.md).
+/// It costs up to this much resident memory per warm slot.
+const KEEP_RESIDENT_SCANNED: usize = 1 << 20;
+
+/// The same without `PAGEMAP_SCAN`, where the whole resident part is reset
+/// on every request: larger would cost every request that much `memset`.
+const KEEP_RESIDENT_WIPED: usize = 64 * 1024;
+
 /// An engine and its linker: modules compiled for one run only on it.
 pub(super) struct Flavor {
     pub(super) engine: Engine,
@@ -76,7 +88,11 @@ pub(super) fn flavor(
         .max_memory_size(POOL_MAX_MEMORY)
         // With pagemap_scan the pool resets only the pages a request dirtied
         // instead of re-faulting the whole memory (docs/BENCHMARKS.md).
-        .linear_memory_keep_resident(64 * 1024)
+        .linear_memory_keep_resident(if PoolingAllocationConfig::is_pagemap_scan_available() {
+            KEEP_RESIDENT_SCANNED
+        } else {
+            KEEP_RESIDENT_WIPED
+        })
         .table_keep_resident(64 * 1024)
         .pagemap_scan(Enabled::Auto);
     let mut config = Config::new();
