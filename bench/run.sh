@@ -16,6 +16,8 @@
 #   BENCH_APPS=50           apps for the start-up measurement (0: skip)
 #   BENCH_CRITERION_SECS=3  Criterion measurement time per benchmark (0: skip)
 #   BENCH_WORKERS=          wasmhost --workers (default: the server's own default)
+#   BENCH_PIN=1             per-core efficiency: wasmhost and nginx (one worker)
+#                           pinned to CPU 0 with taskset, wrk to CPU 1
 #   BENCH_KEEP=1            keep the temporary directory (configs, logs, raw results)
 #   BENCH_COMPONENTS=1      then run bench/components.sh with this release binary:
 #                           the same wasi:http components on wasmhost and on
@@ -30,10 +32,23 @@ IDLE=${BENCH_IDLE:-5000}
 APPS=${BENCH_APPS:-50}
 CRITERION_SECS=${BENCH_CRITERION_SECS:-3}
 WORKERS=${BENCH_WORKERS:-}
+PIN=${BENCH_PIN:-0}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 CORES=$(nproc)
+# Pinned: servers on CPU 0, the load generator on CPU 1; nginx gets one
+# worker, the same one core wasmhost gets.
+SERVER_ON=()
+CLIENT_ON=()
+NGINX_WORKERS=$CORES
+if [ "$PIN" = 1 ]; then
+    [ "$CORES" -ge 2 ] || { echo "bench: BENCH_PIN=1 needs two cores" >&2; exit 2; }
+    command -v taskset >/dev/null || { echo "bench: BENCH_PIN=1 needs taskset (util-linux)" >&2; exit 2; }
+    SERVER_ON=(taskset -c 0)
+    CLIENT_ON=(taskset -c 1)
+    NGINX_WORKERS=1
+fi
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -107,7 +122,8 @@ RESULTS="$TMP/results.tsv"
 extra() { printf '%s\t%s\n' "$1" "$2" >>"$EXTRA"; }
 
 extra "machine" "$CORES cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)"
-extra "settings" "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s --latency, $ROUNDS interleaved rounds; nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), worker_processes $CORES; wasmhost workers ${WORKERS:-default (8 per core, at least 16)}"
+[ "$PIN" = 1 ] && extra "pinned" "wasmhost and nginx on CPU 0 (taskset), wrk on CPU 1"
+extra "settings" "wrk -t$THREADS -c$CONNS -d${SECONDS_PER_RUN}s --latency, $ROUNDS interleaved rounds; nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), worker_processes $NGINX_WORKERS; wasmhost workers ${WORKERS:-default (8 per core, at least 16)}"
 
 # --- Criterion micro-benchmark ----------------------------------------------
 if [ "$CRITERION_SECS" != 0 ]; then
@@ -174,7 +190,7 @@ free_port() {
 NGINX_PORT=$(free_port)
 cat >"$TMP/nginx.conf" <<EOF
 # nginx reference for bench/run.sh: same hello body and same static files as wasmhost, loopback only.
-worker_processes $CORES;
+worker_processes $NGINX_WORKERS;
 pid $TMP/nginx.pid;
 error_log $TMP/nginx-error.log warn;
 daemon off;
@@ -209,7 +225,7 @@ start_wasmhost() {
     local routes=$1 out=$2 data=${3:-$TMP/data}
     local args=(serve --routes "$routes" --listen 127.0.0.1:0 --data "$data" --no-watch)
     [ -n "$WORKERS" ] && args+=(--workers "$WORKERS")
-    env -u WASMHOST_ADMIN_TOKEN RUST_LOG=warn "$WASMHOST" "${args[@]}" >"$out" 2>"$out.err" &
+    env -u WASMHOST_ADMIN_TOKEN RUST_LOG=warn "${SERVER_ON[@]}" "$WASMHOST" "${args[@]}" >"$out" 2>"$out.err" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     SERVER_PORT=
@@ -228,7 +244,7 @@ log "starting wasmhost and nginx"
 start_wasmhost "$TMP/routes.json" "$TMP/wasmhost.out"
 WASM_PID=$SERVER_PID
 WASM_PORT=$SERVER_PORT
-"$NGINX" -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" &
+"${SERVER_ON[@]}" "$NGINX" -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" &
 PIDS+=($!)
 for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/hello" && break
@@ -301,7 +317,7 @@ run_wrk() {
     out="$TMP/wrk-$round-${name// /_}.txt"
     local args=(-t"$THREADS" -c"$CONNS" -d"${SECONDS_PER_RUN}s" --timeout 5s --latency)
     [ "$script" != - ] && args+=(-s "$script")
-    timeout $((SECONDS_PER_RUN + 60)) wrk "${args[@]}" "$url" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
+    timeout $((SECONDS_PER_RUN + 60)) "${CLIENT_ON[@]}" wrk "${args[@]}" "$url" >"$out" 2>&1 || die "wrk failed: $(cat "$out")"
     awk -v name="$name" -v round="$round" '
         function ms(v) {
             if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000;
