@@ -122,21 +122,9 @@ impl Runtime {
         };
         let key = tier::code_key(code, limits.fuel.is_some());
         let baseline = baseline.filter(|_| !self.compiled_before(&key));
-        let (module, on, first_tier) = match baseline {
-            Some(b) => match compile(&b, path, code, &grants) {
-                Ok(m) => (m, b, Tier::Baseline),
-                Err(LoadError::Compile { reason, .. }) => {
-                    tracing::info!(%app, "the baseline compiler refused the module ({reason}); compiling optimized");
-                    let m = compile(&optimized, path, code, &grants)?;
-                    (m, optimized.clone(), Tier::Optimized)
-                }
-                Err(e) => return Err(e),
-            },
-            None => {
-                let m = compile(&optimized, path, code, &grants)?;
-                (m, optimized.clone(), Tier::Optimized)
-            }
-        };
+        let (module, on, first_tier) = self.compile_first(&app, baseline, &optimized, |f| {
+            compile(f, path, code, &grants)
+        })?;
         let has_initialize = match module.get_export(exports::INITIALIZE.name) {
             None => false,
             Some(_) => {
@@ -148,16 +136,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| abi_err(format!("cannot link: {:#}", anyhow::Error::from(e))))?;
-        let (pre, cell) = match first_tier {
-            Tier::Optimized => {
-                self.seen.insert(key);
-                (Tiered::optimized(pre), None)
-            }
-            Tier::Baseline => {
-                let (pre, cell) = Tiered::baseline(pre);
-                (pre, Some(cell))
-            }
-        };
+        let (pre, cell) = self.tiers(pre, first_tier, key);
         let guest = GuestModule {
             app,
             path: path.to_owned(),
@@ -182,14 +161,9 @@ impl Runtime {
             )));
         }
         if let Some(cell) = cell {
-            tracing::info!(
-                app = %guest.app,
-                took_ms = started.elapsed().as_millis() as u64,
-                "serving on baseline code; optimized code compiles in the background"
-            );
             let (flavor, grants) = (optimized, guest.grants.clone());
             let (path, code) = (path.to_owned(), code.to_vec());
-            self.tier_up(guest.app.clone(), key, cell, move || {
+            self.tier_up(guest.app.clone(), key, cell, started, move || {
                 let module = compile(&flavor, &path, &code, &grants).map_err(|e| e.to_string())?;
                 flavor
                     .linker

@@ -183,7 +183,52 @@ impl Runtime {
         self.cache.is_some() && self.seen.contains(key)
     }
 
-    /// Queues the optimized compile of a version loaded on baseline code:
+    /// Compiles a load's code for its first tier: on `baseline` if there
+    /// is one, on `optimized` if not or if Winch refuses the code (then the
+    /// optimized compiler's error, if any, is the load's). Returns what was
+    /// compiled, the flavor it is for and its tier.
+    pub(super) fn compile_first<M>(
+        &self,
+        app: &str,
+        baseline: Option<Arc<Flavor>>,
+        optimized: &Arc<Flavor>,
+        compile: impl Fn(&Flavor) -> Result<M, LoadError>,
+    ) -> Result<(M, Arc<Flavor>, Tier), LoadError> {
+        if let Some(b) = baseline {
+            match compile(&b) {
+                Ok(m) => return Ok((m, b, Tier::Baseline)),
+                Err(LoadError::Compile { reason, .. }) => tracing::info!(
+                    app,
+                    "the baseline compiler refused the code ({reason}); compiling optimized"
+                ),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((compile(optimized)?, optimized.clone(), Tier::Optimized))
+    }
+
+    /// The load's linked code as tiers: optimized code is recorded as
+    /// compiled; baseline code comes with the cell [`Runtime::tier_up`] fills.
+    pub(super) fn tiers<P>(
+        &self,
+        pre: P,
+        first: Tier,
+        key: [u8; 32],
+    ) -> (Tiered<P>, Option<Weak<OnceLock<P>>>) {
+        match first {
+            Tier::Optimized => {
+                self.seen.insert(key);
+                (Tiered::optimized(pre), None)
+            }
+            Tier::Baseline => {
+                let (pre, cell) = Tiered::baseline(pre);
+                (pre, Some(cell))
+            }
+        }
+    }
+
+    /// Queues the optimized compile of a version that passed its load on
+    /// baseline code (`started` is when its load began, for the log):
     /// `compile` builds the optimized code, which goes into `cell` unless
     /// the version is gone by then.
     pub(super) fn tier_up<P: Send + Sync + 'static>(
@@ -191,8 +236,14 @@ impl Runtime {
         app: Arc<str>,
         key: [u8; 32],
         cell: Weak<OnceLock<P>>,
+        started: Instant,
         compile: impl FnOnce() -> Result<P, String> + Send + 'static,
     ) {
+        tracing::info!(
+            %app,
+            took_ms = started.elapsed().as_millis() as u64,
+            "serving on baseline code; optimized code compiles in the background"
+        );
         let seen = self.seen.clone();
         let job_app = app.clone();
         let job = move || {

@@ -30,24 +30,9 @@ impl Runtime {
             path: path.to_owned(),
             reason: format!("{:#}", anyhow::Error::from(e)),
         };
-        let (component, on, first_tier) = match baseline {
-            Some(b) => match Component::from_binary(&b.engine, bytes) {
-                Ok(c) => (c, b, Tier::Baseline),
-                Err(e) => {
-                    tracing::info!(
-                        app,
-                        "the baseline compiler refused the component ({e:#}); compiling optimized"
-                    );
-                    let c =
-                        Component::from_binary(&optimized.engine, bytes).map_err(compile_err)?;
-                    (c, optimized.clone(), Tier::Optimized)
-                }
-            },
-            None => {
-                let c = Component::from_binary(&optimized.engine, bytes).map_err(compile_err)?;
-                (c, optimized.clone(), Tier::Optimized)
-            }
-        };
+        let (component, on, first_tier) = self.compile_first(app, baseline, &optimized, |f| {
+            Component::from_binary(&f.engine, bytes).map_err(compile_err)
+        })?;
         let pre = link(&on, &component).map_err(abi_err)?;
         let app: Arc<str> = Arc::from(app);
         probe(&pre, &app, &limits, &grants).map_err(|e| match e {
@@ -57,25 +42,13 @@ impl Runtime {
             )),
             e => abi_err(format!("failed at start-up in instantiation: {e}")),
         })?;
-        let pre = match first_tier {
-            Tier::Optimized => {
-                self.seen.insert(key);
-                Tiered::optimized(pre)
-            }
-            Tier::Baseline => {
-                let (pre, cell) = Tiered::baseline(pre);
-                tracing::info!(
-                    %app,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "serving on baseline code; optimized code compiles in the background"
-                );
-                let code = bytes.to_vec();
-                self.tier_up(app.clone(), key, cell, move || {
-                    compile_and_link(&optimized, &code)
-                });
-                pre
-            }
-        };
+        let (pre, cell) = self.tiers(pre, first_tier, key);
+        if let Some(cell) = cell {
+            let code = bytes.to_vec();
+            self.tier_up(app.clone(), key, cell, started, move || {
+                compile_and_link(&optimized, &code)
+            });
+        }
         Ok(GuestModule {
             app,
             path: path.to_owned(),

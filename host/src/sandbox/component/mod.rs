@@ -14,7 +14,7 @@ mod outbound;
 mod request;
 
 pub use invoke::{ComponentReply, Head, Incoming, StartStream};
-pub use outbound::{MAX_OUTBOUND_RESPONSE, OUTBOUND_CONNECT_TIMEOUT, OUTBOUND_READ_TIMEOUT};
+pub use outbound::MAX_OUTBOUND_RESPONSE;
 pub use request::{HEADER_PREFIX, RouteHeaders};
 
 use super::*;
