@@ -137,6 +137,11 @@ struct ServeArgs {
     /// baseline code within one (docs/operations.md, "Status").
     #[arg(long)]
     no_baseline_tier: bool,
+    /// Run every app request on a worker thread, never on the event loop
+    /// first (docs/ARCHITECTURE.md, "Execution model": short requests of
+    /// guests that reach nothing outside their instance answer on the loop).
+    #[arg(long)]
+    no_inline: bool,
 }
 
 impl Default for ServeArgs {
@@ -158,6 +163,7 @@ impl Default for ServeArgs {
             node: None,
             no_watch: false,
             no_baseline_tier: false,
+            no_inline: false,
         }
     }
 }
@@ -221,6 +227,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut server = ServerConfig::new(args.listen);
     server.workers = args.workers.unwrap_or_else(default_workers);
+    server.inline = !args.no_inline;
     server.max_connections = args.max_connections;
     server.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);
     server.header_timeout = std::time::Duration::from_secs(args.header_timeout);

@@ -14,6 +14,7 @@ mod fairness;
 mod guests;
 mod hotswap;
 mod http;
+mod inline;
 mod preinit;
 mod sandbox;
 mod services;

@@ -582,32 +582,7 @@ fn a_request_refused_by_admission_gets_the_apps_503_page_and_is_counted() {
         } },
         "routes": [ { "path": "/slow", "app": "slow" } ],
     });
-    std::fs::write(
-        dir.path().join("routes.json"),
-        serde_json::to_vec(&routes).expect("json"),
-    )
-    .expect("routes");
-    let mut server = wasmhost::net::ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
-    server.workers = 4;
-    let host = wasmhost::start_host(
-        wasmhost::Options {
-            routes: dir.path().join("routes.json"),
-            server,
-            max_body: wasmhost::limits::DEFAULT_MAX_BODY,
-            data_dir: None,
-            redis: None,
-        },
-        wasmhost::HotSwap {
-            watch: false,
-            admin: Some(wasmhost::control::admin::AdminConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                token: TOKEN.to_owned(),
-            }),
-            data_dir: None,
-            baseline_tier: true,
-        },
-    )
-    .unwrap_or_else(|e| panic!("host failed to start: {e:#}"));
+    let (host, admin) = crate::support::host_with_admin(dir.path(), &routes, TOKEN);
     let addr = host.local_addr();
     let handles: Vec<_> = (0..BURST)
         .map(|_| {
@@ -643,7 +618,6 @@ fn a_request_refused_by_admission_gets_the_apps_503_page_and_is_counted() {
                 .is_some_and(|t| t.starts_with("text/html"))
         );
     }
-    let admin = format!("http://{}", host.admin_addr().expect("admin listener"));
     let metrics =
         wasmhost::control::admin::call(&admin, TOKEN, "GET", "/metrics", b"").expect("metrics");
     assert_eq!(metrics.status, 200);
@@ -673,10 +647,16 @@ fn a_request_refused_by_admission_gets_the_apps_503_page_and_is_counted() {
 
 /// When the server's own bound on requests at workers (`max_pending`) is
 /// reached, a request gets 503 with Retry-After at once, and service resumes
-/// when the load is gone.
+/// when the load is gone. A short request answered on the event loop needs
+/// no worker and is not refused.
 #[test]
 fn requests_beyond_max_pending_get_503_at_once() {
-    let apps = [("slow", sleeper(3000), json!({}))];
+    let ok = module("", "(call $ok (i32.const 16) (i32.const 0))", "");
+    let apps = [
+        ("slow", sleeper(3000), json!({})),
+        // Granted storage, it always runs on a worker.
+        ("stored", ok, json!({ "grants": { "host": ["storage"] } })),
+    ];
     let server = serve_with(tempfile::tempdir().expect("temp dir"), &apps, |s| {
         s.max_pending = 1
     });
@@ -689,11 +669,12 @@ fn requests_beyond_max_pending_get_503_at_once() {
         })
     };
     thread::sleep(Duration::from_millis(500));
-    let resp = server.get("/hello");
+    let resp = server.get("/stored");
     assert_eq!(resp.status, 503, "{}", resp.text());
     assert_eq!(resp.header("retry-after"), Some("1"));
-    assert_eq!(slow.join().expect("slow client"), 200);
     assert_hello(&server);
+    assert_eq!(slow.join().expect("slow client"), 200);
+    assert_eq!(server.get("/stored").status, 200);
 }
 
 /// A guest that opens the request body as a path relative to fd 3 (the first

@@ -131,6 +131,44 @@ pub fn hello_routes() -> serde_json::Value {
     })
 }
 
+/// A host serving `routes` (written to `dir/routes.json`) with 4 workers
+/// and its admin API on 127.0.0.1:0 under `token`; returns it and the
+/// admin API's base URL.
+pub fn host_with_admin(
+    dir: &Path,
+    routes: &serde_json::Value,
+    token: &str,
+) -> (wasmhost::Host, String) {
+    std::fs::write(
+        dir.join("routes.json"),
+        serde_json::to_vec(routes).expect("json"),
+    )
+    .expect("routes");
+    let mut server = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
+    server.workers = 4;
+    let host = wasmhost::start_host(
+        wasmhost::Options {
+            routes: dir.join("routes.json"),
+            server,
+            max_body: wasmhost::limits::DEFAULT_MAX_BODY,
+            data_dir: None,
+            redis: None,
+        },
+        wasmhost::HotSwap {
+            watch: false,
+            admin: Some(wasmhost::control::admin::AdminConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                token: token.to_owned(),
+            }),
+            data_dir: None,
+            baseline_tier: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("host failed to start: {e:#}"));
+    let admin = format!("http://{}", host.admin_addr().expect("admin listener"));
+    (host, admin)
+}
+
 /// Compiles WAT text into `dir/name.wasm` and returns its path.
 pub fn wat_module(dir: &Path, name: &str, wat: &str) -> PathBuf {
     let bytes = wat::parse_str(wat).unwrap_or_else(|e| panic!("{name}: bad WAT: {e}"));

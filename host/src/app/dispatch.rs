@@ -13,7 +13,7 @@ use crate::http::{Body, Request, Response, Version};
 use crate::net::{AccessNote, Answer, Handler, Lane, Plan, Refusal, Rule};
 use wasmhost_abi::RouteMeta;
 
-use crate::sandbox::{GuestModule, Runtime};
+use crate::sandbox::{GuestModule, Inline, Runtime};
 use crate::sandbox::{abi, component};
 use crate::sessions::{self, SessionAction, User};
 
@@ -170,15 +170,54 @@ impl Dispatcher {
 
     /// Produces the response for a complete request.
     pub fn handle(&self, prepared: Prepared, req: &Request) -> (Response, Outcome) {
+        match self.respond(&prepared, req, Where::Worker) {
+            Some(answer) => answer,
+            // Only a run on the calling thread is ever given up.
+            None => {
+                let failure = Failure::Guest(crate::sandbox::GuestError::Setup(
+                    "a request on a worker was given up".to_owned(),
+                ));
+                (
+                    failure::failure_response(&failure, req.wants_json()),
+                    Outcome {
+                        failure: Some(failure.to_string()),
+                        ..Outcome::default()
+                    },
+                )
+            }
+        }
+    }
+
+    /// Answers a complete request on the calling thread (the event loop), if
+    /// it is one that may try and it ends there: a request to a guest that
+    /// reaches nothing outside its instance (`sandbox::inline`), without a
+    /// session cookie (looking a session up reads the store). `None`: run
+    /// it on a worker with [`Dispatcher::handle`]; nothing of it is left.
+    pub fn try_inline(&self, prepared: &Prepared, req: &Request) -> Option<(Response, Outcome)> {
+        let guest = prepared.app()?;
+        if !guest.may_try_inline() || sessions::token_in(&req.headers).is_some() {
+            return None;
+        }
+        self.respond(prepared, req, Where::Inline)
+    }
+
+    /// The answer to a complete request, run where `at` says; `None` if a
+    /// run on the calling thread was given up.
+    fn respond(
+        &self,
+        prepared: &Prepared,
+        req: &Request,
+        at: Where,
+    ) -> Option<(Response, Outcome)> {
         let mut outcome = Outcome::default();
-        let matched = match prepared.route {
+        let matched = match &prepared.route {
             Ok(m) => m,
             Err(failure) => {
                 outcome.failure = Some(failure.to_string());
-                return (
-                    failure::failure_response(&failure, req.wants_json()),
+                return Some((
+                    failure::failure_response(failure, req.wants_json()),
                     outcome,
-                );
+                ));
             }
         };
         let resp = match matched.target {
@@ -200,10 +239,10 @@ impl Dispatcher {
                     let failure = Failure::ForeignOrigin(origin);
                     tracing::warn!(app = %guest.app, "refused: {failure}");
                     outcome.failure = Some(failure.to_string());
-                    return (
+                    return Some((
                         failure::failure_response(&failure, req.wants_json()),
                         outcome,
-                    );
+                    ));
                 }
                 if login && user.is_none() {
                     outcome.failure = Some("login required".to_owned());
@@ -213,16 +252,16 @@ impl Dispatcher {
                         &req.path,
                         &req.query,
                     );
-                    return (resp, outcome);
+                    return Some((resp, outcome));
                 }
                 let identity = Identity {
                     token,
                     user: user.as_ref(),
                 };
-                self.run_guest(guest, &matched, req, &identity, &mut outcome)
+                self.run_guest(guest, matched, req, &identity, &mut outcome, at)?
             }
         };
-        (resp, outcome)
+        Some((resp, outcome))
     }
 
     fn run_guest(
@@ -232,13 +271,25 @@ impl Dispatcher {
         req: &Request,
         identity: &Identity<'_>,
         outcome: &mut Outcome,
-    ) -> Response {
+        at: Where,
+    ) -> Option<Response> {
         let metrics = self.metrics.app(&guest.app);
         metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let resp = self.call_guest(guest, matched, req, identity, outcome, &metrics);
+        let resp = self.call_guest(guest, matched, req, identity, outcome, at);
         metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        metrics.observe(resp.status, started.elapsed());
+        match &resp {
+            Some(resp) => {
+                metrics.observe(resp.status, started.elapsed());
+                if at == Where::Inline {
+                    metrics.on_loop.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // Counted when it answers, on its worker.
+            None => {
+                metrics.moved.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         resp
     }
 
@@ -249,8 +300,8 @@ impl Dispatcher {
         req: &Request,
         identity: &Identity<'_>,
         outcome: &mut Outcome,
-        metrics: &crate::app::metrics::AppMetrics,
-    ) -> Response {
+        at: Where,
+    ) -> Option<Response> {
         let started = Instant::now();
         let (result, stats, action) = if guest.is_component() {
             self.call_component(guest, matched, req, identity)
@@ -273,8 +324,16 @@ impl Dispatcher {
             } else {
                 abi::encode_guest_request(req, &req.headers, identity.user, &route)
             };
-            self.runtime
-                .invoke_with(guest, &meta, &req.body, identity.user.is_some())
+            match at {
+                Where::Worker => {
+                    self.runtime
+                        .invoke_with(guest, &meta, &req.body, identity.user.is_some())
+                }
+                Where::Inline => match self.runtime.invoke_inline(guest, &meta, &req.body) {
+                    Inline::Ran(result, stats) => (result, stats, None),
+                    Inline::Moved => return None,
+                },
+            }
         };
         outcome.guest = Some(stats);
         match result {
@@ -302,11 +361,13 @@ impl Dispatcher {
                 {
                     tracing::error!(app = %guest.app, "{failure}");
                     outcome.failure = Some(failure.to_string());
-                    return failure::failure_response(&failure, req.wants_json());
+                    return Some(failure::failure_response(&failure, req.wants_json()));
                 }
-                resp
+                Some(resp)
             }
             Err(e) => {
+                // Failures are rare: the app's counters are looked up again.
+                let metrics = self.metrics.app(&guest.app);
                 if let Some(kind) = e.limit_kind() {
                     metrics.limit_hit(kind);
                 } else if e.is_trap() {
@@ -323,7 +384,11 @@ impl Dispatcher {
                 );
                 let failure = Failure::Guest(e);
                 outcome.failure = Some(failure.to_string());
-                failure::failure_response_for_app(&failure, req.wants_json(), &guest.error_pages)
+                Some(failure::failure_response_for_app(
+                    &failure,
+                    req.wants_json(),
+                    &guest.error_pages,
+                ))
             }
         }
     }
@@ -432,6 +497,14 @@ fn drop_session_cookies_logged(app: &str, route: &str, headers: &mut Vec<(String
     }
 }
 
+/// Where a guest runs: on a worker, or on the event loop until it would
+/// block or run long (`sandbox::inline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    Worker,
+    Inline,
+}
+
 /// Who a request comes from, as far as the host knows.
 struct Identity<'a> {
     /// The session token the request carried, if any.
@@ -458,6 +531,14 @@ impl Handler for Dispatcher {
             response,
             note: outcome.into_note(),
         }
+    }
+
+    fn try_inline(&self, ticket: &Prepared, request: &Request) -> Option<Answer> {
+        let (response, outcome) = Dispatcher::try_inline(self, ticket, request)?;
+        Some(Answer {
+            response,
+            note: outcome.into_note(),
+        })
     }
 
     /// The app's own 503, counted in its metrics like any answer of the app.

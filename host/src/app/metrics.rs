@@ -39,6 +39,11 @@ pub struct AppMetrics {
     pub limit_hits: [AtomicU64; LIMIT_KINDS.len()],
     /// Module versions swapped in after the first load.
     pub swaps: AtomicU64,
+    /// Requests whose guest ran to its end on the event loop.
+    pub on_loop: AtomicU64,
+    /// Requests given up on the event loop (the guest would sleep or ran
+    /// long) and run again on a worker.
+    pub moved: AtomicU64,
 }
 
 impl AppMetrics {
@@ -200,6 +205,34 @@ impl Metrics {
                         out,
                         "wasmhost_swaps_total{{app=\"{app}\"}} {}",
                         m.swaps.load(Ordering::Relaxed)
+                    );
+                }
+            },
+        );
+        family(
+            "wasmhost_requests_on_loop_total",
+            "counter",
+            "Requests whose guest ran to its end on the event loop.",
+            &mut |out| {
+                for (app, m) in apps.iter() {
+                    let _ = writeln!(
+                        out,
+                        "wasmhost_requests_on_loop_total{{app=\"{app}\"}} {}",
+                        m.on_loop.load(Ordering::Relaxed)
+                    );
+                }
+            },
+        );
+        family(
+            "wasmhost_requests_moved_total",
+            "counter",
+            "Requests given up on the event loop and run again on a worker.",
+            &mut |out| {
+                for (app, m) in apps.iter() {
+                    let _ = writeln!(
+                        out,
+                        "wasmhost_requests_moved_total{{app=\"{app}\"}} {}",
+                        m.moved.load(Ordering::Relaxed)
                     );
                 }
             },

@@ -1,4 +1,4 @@
-//! The event loop: accepts connections, drives each connection's state machine, admits requests and hands them to workers.
+//! The event loop: accepts connections, drives each connection's state machine, admits requests, answers short ones itself (`Handler::try_inline`) and hands the rest to workers.
 
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -386,14 +386,49 @@ impl<H: Handler> EventLoop<H> {
                     since: now,
                 };
                 match self.admission.admit(&rule, queued, now) {
-                    Admit::Run(permit, q) => {
-                        self.execute(q.owner, q.job, Some(permit), Duration::ZERO, now)
-                    }
+                    Admit::Run(permit, q) => match self.try_inline(&q) {
+                        Some(answer) => {
+                            let Job {
+                                request,
+                                head_only,
+                                keep_alive,
+                                ..
+                            } = q.job;
+                            access_log(&request, &answer, now, Some(Duration::ZERO));
+                            self.answer(owner, answer.response, head_only, keep_alive, now);
+                            self.release(permit, false, now);
+                        }
+                        None => self.execute(q.owner, q.job, Some(permit), Duration::ZERO, now),
+                    },
                     Admit::Queued => {}
                     Admit::Refused(q, refusal) => self.refuse(q, &refusal, now),
                 }
             }
         }
+    }
+
+    /// Runs an admitted request on the loop if the handler finds it short
+    /// (no hand-off to a worker and back); `None`: hand it to a worker.
+    fn try_inline(&self, q: &Queued<H::Ticket>) -> Option<Answer> {
+        if !self.config.inline {
+            return None;
+        }
+        let handler = &self.handler;
+        let request = &q.job.request;
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            handler.try_inline(&q.job.ticket.ticket, request)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(path = %request.path, "handler panicked on the event loop");
+            let failure = NetFailure::HandlerPanicked;
+            Some(Answer {
+                response: status::response(&failure, request.wants_json()),
+                note: AccessNote {
+                    failure: Some(failure.to_string()),
+                    ..AccessNote::default()
+                },
+            })
+        })
     }
 
     /// Queues an answer on its connection, if the connection still waits for it.

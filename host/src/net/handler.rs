@@ -105,6 +105,16 @@ pub trait Handler: Send + Sync + 'static {
     /// [`Lane::Inline`].
     fn handle(&self, ticket: Self::Ticket, request: &Request) -> Answer;
 
+    /// Answers an admitted request on the event loop, if it is short: the
+    /// handler gives it up (`None`, leaving nothing behind) as soon as it
+    /// would block or run long, and the request then goes to a worker and
+    /// [`Handler::handle`]. Bounded: the loop waits at most the handler's
+    /// inline budget (`sandbox::INLINE_BUDGET` plus one epoch tick).
+    fn try_inline(&self, ticket: &Self::Ticket, request: &Request) -> Option<Answer> {
+        let _ = (ticket, request);
+        None
+    }
+
     /// Answers a request its app's admission refused, on the event loop
     /// (cheap: the app's own 503 page, its counters).
     fn refuse(&self, ticket: Self::Ticket, request: &Request, refusal: &Refusal) -> Answer;

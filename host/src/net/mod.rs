@@ -1,4 +1,4 @@
-//! The network layer: one event-loop thread owns every socket, drives each connection's protocol state machine and admits requests; a bounded worker pool runs the handler.
+//! The network layer: one event-loop thread owns every socket, drives each connection's protocol state machine, admits requests and answers short ones itself; a bounded worker pool runs the rest of the handler's work.
 //!
 //! It knows the application only as a [`Handler`]: it never names an app.
 
@@ -44,8 +44,11 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Stack size of each worker thread (the handler's needs: Wasm guests
-    /// run on the worker's stack).
+    /// run on the worker's stack), and of the event loop's.
     pub worker_stack: usize,
+    /// Whether admitted requests may run on the event loop first
+    /// ([`Handler::try_inline`]).
+    pub inline: bool,
 }
 
 impl ServerConfig {
@@ -61,6 +64,7 @@ impl ServerConfig {
             write_timeout: limits::DEFAULT_WRITE_TIMEOUT,
             shutdown_grace: limits::SHUTDOWN_GRACE,
             worker_stack: DEFAULT_WORKER_STACK,
+            inline: true,
         }
     }
 
@@ -175,6 +179,7 @@ pub fn start<H: Handler>(config: ServerConfig, handler: Arc<H>) -> anyhow::Resul
     let poll = mio::Poll::new().context("creating the event loop")?;
     let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
     let stop = Arc::new(AtomicBool::new(false));
+    let worker_stack = config.worker_stack;
     let mut el = event_loop::EventLoop::new(
         config,
         poll,
@@ -183,8 +188,11 @@ pub fn start<H: Handler>(config: ServerConfig, handler: Arc<H>) -> anyhow::Resul
         stop.clone(),
         handler,
     )?;
+    // Short requests' guests run on the loop (`Handler::try_inline`): it
+    // needs a worker's stack.
     let thread = std::thread::Builder::new()
         .name("event-loop".into())
+        .stack_size(worker_stack)
         .spawn(move || el.run())?;
     Ok(ServerHandle {
         addr,

@@ -24,6 +24,9 @@ pub(super) struct Timing {
     pub(super) idle: Arc<AtomicU64>,
     /// Why the guest was stopped, if it was stopped for time.
     pub(super) stop: Option<Stop>,
+    /// Whether the request runs on the event loop (`inline`): it is given
+    /// up once it has run `INLINE_BUDGET` or would sleep.
+    pub(super) inline: bool,
 }
 
 /// A time budget that ran out, and the figure reached.
@@ -33,6 +36,9 @@ pub(super) enum Stop {
     Cpu(Duration),
     /// Wall time reached.
     Wall(Duration),
+    /// An attempt on the event loop was given up, to run again on a worker
+    /// (`inline`): not a failure of the request.
+    Moved,
 }
 
 impl Timing {
@@ -45,6 +51,7 @@ impl Timing {
             waited: Duration::ZERO,
             idle: Arc::default(),
             stop: None,
+            inline: false,
         }
     }
 
@@ -58,6 +65,13 @@ impl Timing {
     pub(super) fn on_epoch(&mut self) -> UpdateDeadline {
         let elapsed = self.started.elapsed();
         let running = elapsed.saturating_sub(self.waited());
+        if self.inline {
+            if elapsed >= super::inline::INLINE_BUDGET {
+                self.stop = Some(Stop::Moved);
+                return UpdateDeadline::Interrupt;
+            }
+            return UpdateDeadline::Continue(1);
+        }
         if elapsed >= self.wall_limit {
             self.stop = Some(Stop::Wall(elapsed));
             return UpdateDeadline::Interrupt;

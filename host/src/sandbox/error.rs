@@ -132,7 +132,8 @@ pub(super) fn classify_parts(
                 elapsed,
             };
         }
-        None => {}
+        // The caller (`inline`) looks at the stop itself and drops this error.
+        Some(Stop::Moved) | None => {}
     }
     if let Some(trap) = err.downcast_ref::<Trap>() {
         return match trap {

@@ -147,6 +147,7 @@ impl Runtime {
             limits,
             grants,
             error_pages: ErrorPages::new(),
+            inline: Default::default(),
         };
         let version = self.probe_version(&guest).map_err(|(stage, e)| match e {
             GuestError::CpuTime { .. } | GuestError::WallTime { .. } => abi_err(format!(

@@ -12,6 +12,7 @@ mod budget;
 mod checks;
 mod engine;
 mod error;
+mod inline;
 mod invoke;
 mod load;
 mod pages;
@@ -20,6 +21,7 @@ mod tier;
 
 pub use engine::{MAX_WASM_STACK, Tier, WORKER_STACK};
 pub use error::{CallStats, GuestError, LoadError};
+pub use inline::{INLINE_BUDGET, INLINE_RETRY_AFTER, INLINE_SLOW, INLINE_STRIKES, Inline};
 pub use pages::{ErrorPage, ErrorPages};
 pub use store::GuestState;
 pub use tier::TierHold;
@@ -38,7 +40,7 @@ use tier::Tiered;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -117,6 +119,8 @@ pub struct GuestModule {
     pub grants: Grants,
     /// The app's own pages for its failures, by status.
     pub error_pages: ErrorPages,
+    /// Whether its requests try the event loop first (`inline`).
+    inline: inline::InlineState,
 }
 
 /// The two kinds of guest, each with its own executor.
@@ -401,6 +405,7 @@ mod tests {
             waited: Duration::ZERO,
             idle: Arc::default(),
             stop: None,
+            inline: false,
         };
         assert!(matches!(t.on_epoch(), UpdateDeadline::Interrupt));
         assert!(matches!(t.stop, Some(Stop::Cpu(_))));

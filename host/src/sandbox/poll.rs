@@ -100,6 +100,12 @@ pub(super) fn poll_oneoff(
         waits.push((u64_at(&buf, 0), wait));
     }
     let shortest = waits.iter().map(|w| w.1).min().unwrap_or(Duration::ZERO);
+    if caller.data().timing.inline && shortest > Duration::ZERO {
+        // On the event loop a guest never sleeps: the request is given up
+        // there and runs again, whole, on a worker (`inline`).
+        caller.data_mut().timing.stop = Some(Stop::Moved);
+        return Err(Trap::Interrupt.into());
+    }
     let timing = &caller.data().timing;
     let left = timing.wall_limit.saturating_sub(timing.started.elapsed());
     let slept_from = Instant::now();

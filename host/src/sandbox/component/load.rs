@@ -56,6 +56,7 @@ impl Runtime {
             limits,
             grants,
             error_pages: ErrorPages::new(),
+            inline: Default::default(),
         })
     }
 }
