@@ -36,6 +36,13 @@ const SWEEP_EVERY: Duration = Duration::from_millis(200);
 /// Most readiness events handled per poll.
 const EVENTS_CAPACITY: usize = 1024;
 
+/// Most connections ready in one poll for the loop to run a short request's
+/// guest itself: one loop is one core, so with more connections waiting the
+/// guests go to workers on the other cores while the loop reads and writes
+/// (docs/BENCHMARKS.md, "Short requests on the event loop": on 2 cores, always
+/// running hello on the loop gave 0.69× the throughput of handing it off).
+const INLINE_MAX_READY: usize = 1;
+
 /// What a request carries through the loop: the handler's ticket and how it runs.
 pub(super) struct Ticket<T> {
     ticket: T,
@@ -147,6 +154,8 @@ pub(super) struct EventLoop<H: Handler> {
     in_flight: usize,
     /// Per-app admission: the one place it is decided.
     admission: Admission<Queued<H::Ticket>, Arc<Turn>>,
+    /// Connections that were ready in the current poll.
+    ready: usize,
     /// Read buffer shared by all connections (reads are copied out at once).
     scratch: Vec<u8>,
     date: DateCache,
@@ -186,6 +195,7 @@ impl<H: Handler> EventLoop<H> {
             done_rx,
             sleepers: Arc::new(AtomicUsize::new(0)),
             in_flight: 0,
+            ready: 0,
             scratch: vec![0; IO_CHUNK],
             date: DateCache::default(),
         })
@@ -202,6 +212,10 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) => return Err(anyhow::Error::from(e).context("polling")),
             }
             let now = Instant::now();
+            self.ready = events
+                .iter()
+                .filter(|e| e.token() != LISTENER && e.token() != WAKER)
+                .count();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
@@ -410,7 +424,7 @@ impl<H: Handler> EventLoop<H> {
     /// Runs an admitted request on the loop if the handler finds it short
     /// (no hand-off to a worker and back); `None`: hand it to a worker.
     fn try_inline(&self, q: &Queued<H::Ticket>) -> Option<Answer> {
-        if !self.config.inline {
+        if !self.config.inline || self.ready > INLINE_MAX_READY {
             return None;
         }
         let handler = &self.handler;

@@ -24,9 +24,10 @@ pub(super) struct Timing {
     pub(super) idle: Arc<AtomicU64>,
     /// Why the guest was stopped, if it was stopped for time.
     pub(super) stop: Option<Stop>,
-    /// Whether the request runs on the event loop (`inline`): it is given
-    /// up once it has run `INLINE_BUDGET` or would sleep.
-    pub(super) inline: bool,
+    /// For a request on the event loop (`inline`), the thread's CPU time
+    /// when it started: it is given up once it has used `INLINE_BUDGET` of
+    /// it, or would sleep.
+    pub(super) inline: Option<Duration>,
 }
 
 /// A time budget that ran out, and the figure reached.
@@ -51,7 +52,7 @@ impl Timing {
             waited: Duration::ZERO,
             idle: Arc::default(),
             stop: None,
-            inline: false,
+            inline: None,
         }
     }
 
@@ -65,8 +66,8 @@ impl Timing {
     pub(super) fn on_epoch(&mut self) -> UpdateDeadline {
         let elapsed = self.started.elapsed();
         let running = elapsed.saturating_sub(self.waited());
-        if self.inline {
-            if elapsed >= super::inline::INLINE_BUDGET {
+        if let Some(from) = self.inline {
+            if super::inline::thread_cpu().saturating_sub(from) >= super::inline::INLINE_BUDGET {
                 self.stop = Some(Stop::Moved);
                 return UpdateDeadline::Interrupt;
             }

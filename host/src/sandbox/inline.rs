@@ -15,11 +15,12 @@
 
 use super::*;
 
-/// Longest a guest runs on the event loop before its request moves to a
-/// worker: a hello answers in about 10 µs, and every other connection of
+/// Most CPU time a guest uses on the event loop before its request moves to
+/// a worker: a hello answers in about 10 µs, and every other connection of
 /// the loop waits while a guest runs there. The epoch callback that checks
 /// it fires on the engine's ticks, so the loop waits at most this plus one
-/// [`EPOCH_TICK`].
+/// [`EPOCH_TICK`]. CPU time of the loop's thread, not wall time: a loop
+/// preempted by other threads is not the guest's doing.
 pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
 
 /// Requests of a version that go straight to workers after one of its
@@ -27,7 +28,8 @@ pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
 /// one budget per this many of its requests.
 pub const INLINE_RETRY_AFTER: u32 = 1000;
 
-/// A run on the loop at least this long is slow, though within the budget:
+/// A run on the loop that used at least this much of the loop thread's CPU
+/// time is slow, though within the budget:
 /// requests of an app that each take nearly the budget would keep every
 /// other connection of the loop waiting in turn.
 pub const INLINE_SLOW: Duration = Duration::from_micros(250);
@@ -117,11 +119,12 @@ impl Runtime {
         let mut stats = CallStats::default();
         let limits = &guest.limits;
         let started = Instant::now();
+        let cpu_from = thread_cpu();
         let mut store = match self.new_store(guest, limits.cpu_time, limits.wall_time, false) {
             Ok(store) => store,
             Err(e) => return Inline::Ran(Err(e), stats),
         };
-        store.data_mut().timing.inline = true;
+        store.data_mut().timing.inline = Some(cpu_from);
         // The callback then checks the budget on every tick.
         store.set_epoch_deadline(1);
         let result = self.invoke_in(guest, &mut store, meta, body, &mut stats, started);
@@ -130,11 +133,20 @@ impl Runtime {
             guest.inline.moved();
             return Inline::Moved;
         }
-        guest.inline.ran_for(started.elapsed());
+        guest.inline.ran_for(thread_cpu().saturating_sub(cpu_from));
         stats.peak_memory = stats.peak_memory.max(store.data().budget.peak_memory);
         flush_log(&store);
         Inline::Ran(result, stats)
     }
+}
+
+/// CPU time the calling thread has used.
+pub(super) fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 #[cfg(test)]
@@ -142,12 +154,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_inline_store_moves_once_it_has_run_its_budget_and_not_before() {
+    fn an_inline_store_moves_once_it_has_used_its_budget_of_cpu_and_not_before() {
         let mut timing = Timing::new(Duration::from_secs(5), Duration::from_secs(5));
-        timing.inline = true;
+        timing.inline = Some(thread_cpu());
         assert!(matches!(timing.on_epoch(), UpdateDeadline::Continue(1)));
         assert!(timing.stop.is_none());
-        timing.started = Instant::now() - INLINE_BUDGET;
+        // Asleep, the thread uses no CPU: wall time alone never moves it.
+        std::thread::sleep(INLINE_BUDGET * 3);
+        assert!(matches!(timing.on_epoch(), UpdateDeadline::Continue(1)));
+        let from = thread_cpu();
+        while thread_cpu().saturating_sub(from) < INLINE_BUDGET {
+            std::hint::black_box(0u64);
+        }
         assert!(matches!(timing.on_epoch(), UpdateDeadline::Interrupt));
         assert!(matches!(timing.stop, Some(Stop::Moved)));
     }
@@ -155,7 +173,10 @@ mod tests {
     #[test]
     fn a_store_that_is_not_inline_never_moves() {
         let mut timing = Timing::new(Duration::from_secs(5), Duration::from_secs(5));
-        timing.started = Instant::now() - INLINE_BUDGET * 10;
+        let from = thread_cpu();
+        while thread_cpu().saturating_sub(from) < INLINE_BUDGET * 2 {
+            std::hint::black_box(0u64);
+        }
         assert!(matches!(timing.on_epoch(), UpdateDeadline::Continue(_)));
         assert!(timing.stop.is_none());
     }

@@ -405,7 +405,7 @@ mod tests {
             waited: Duration::ZERO,
             idle: Arc::default(),
             stop: None,
-            inline: false,
+            inline: None,
         };
         assert!(matches!(t.on_epoch(), UpdateDeadline::Interrupt));
         assert!(matches!(t.stop, Some(Stop::Cpu(_))));

@@ -100,7 +100,7 @@ pub(super) fn poll_oneoff(
         waits.push((u64_at(&buf, 0), wait));
     }
     let shortest = waits.iter().map(|w| w.1).min().unwrap_or(Duration::ZERO);
-    if caller.data().timing.inline && shortest > Duration::ZERO {
+    if caller.data().timing.inline.is_some() && shortest > Duration::ZERO {
         // On the event loop a guest never sleeps: the request is given up
         // there and runs again, whole, on a worker (`inline`).
         caller.data_mut().timing.stop = Some(Stop::Moved);

@@ -60,7 +60,7 @@ pub(super) fn new_store(
             waited: Duration::ZERO,
             idle: Arc::default(),
             stop: None,
-            inline: false,
+            inline: None,
         },
         app: spec.app.clone(),
         log,
