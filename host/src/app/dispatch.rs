@@ -195,7 +195,9 @@ impl Dispatcher {
     /// it on a worker with [`Dispatcher::handle`]; nothing of it is left.
     pub fn try_inline(&self, prepared: &Prepared, req: &Request) -> Option<(Response, Outcome)> {
         let guest = prepared.app()?;
-        if !guest.may_try_inline() || sessions::token_in(&req.headers).is_some() {
+        // The cookie first: a request that cannot try must not use up the
+        // version's count of requests sent straight to workers.
+        if sessions::token_in(&req.headers).is_some() || !guest.may_try_inline() {
             return None;
         }
         self.respond(prepared, req, Where::Inline)
