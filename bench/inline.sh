@@ -11,12 +11,18 @@
 #   BENCH_ROUNDS=3       interleaved rounds (median, min and max are reported)
 #   BENCH_CONNECTIONS=64 wrk connections
 #   BENCH_PIN=1          servers on CPU 0 (nginx with one worker), wrk on CPU 1
+#   FIRST_FLAGS=         serve flags of the first wasmhost (default: none)
+#   SECOND_FLAGS=        serve flags of the second (default: --no-inline);
+#                        SECOND_FLAGS="--loops 1" compares one event loop
+#                        with the default of one per core
 set -euo pipefail
 
 SECONDS_PER_RUN=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-64}
 PIN=${BENCH_PIN:-0}
+read -r -a FIRST <<<"${FIRST_FLAGS:-}"
+read -r -a SECOND <<<"${SECOND_FLAGS:---no-inline}"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 TOOLS="$ROOT/target/bench-tools"
@@ -118,9 +124,9 @@ start_wasmhost() {
     done
     die "wasmhost ($out) did not start: $(cat "$TMP/$out.err")"
 }
-start_wasmhost inline
+start_wasmhost inline "${FIRST[@]}"
 INLINE_PORT=$PORT
-start_wasmhost worker --no-inline
+start_wasmhost worker "${SECOND[@]}"
 WORKER_PORT=$PORT
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$NGINX_PORT/hello" >/dev/null && break; sleep 0.05; done
 for port in "$INLINE_PORT" "$WORKER_PORT" "$NGINX_PORT"; do
@@ -141,7 +147,7 @@ run() {
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-log "wrk -t1 -c$CONNS -d${SECONDS_PER_RUN}s, $ROUNDS interleaved rounds, pinned=$PIN, $(basename "$WASMHOST")"
+log "wrk -t1 -c$CONNS -d${SECONDS_PER_RUN}s, $ROUNDS interleaved rounds, pinned=$PIN, $(basename "$WASMHOST"); first: [${FIRST[*]}], second: [${SECOND[*]}]"
 for scenario in "hello|/hello|-" "echo 1 KiB POST|/hello/echo|$BENCH/echo.lua"; do
     IFS='|' read -r name path script <<<"$scenario"
     : >"$TMP/n" && : >"$TMP/i" && : >"$TMP/w"
@@ -151,7 +157,7 @@ for scenario in "hello|/hello|-" "echo 1 KiB POST|/hello/echo|$BENCH/echo.lua"; 
         run "http://127.0.0.1:$WORKER_PORT$path" "$script" >>"$TMP/w"
     done
     n=$(median <"$TMP/n") i=$(median <"$TMP/i") w=$(median <"$TMP/w")
-    printf '%-16s nginx %8.0f  on the loop %8.0f (%.2fx nginx; rounds %s)  --no-inline %8.0f (%.2fx nginx; rounds %s)  loop/worker %.2fx\n' \
+    printf '%-16s nginx %8.0f  first %8.0f (%.2fx nginx; rounds %s)  second %8.0f (%.2fx nginx; rounds %s)  first/second %.2fx\n' \
         "$name" "$n" "$i" "$(echo "$i / $n" | bc -l)" "$(paste -sd/ "$TMP/i" | sed 's/\.[0-9]*//g')" \
         "$w" "$(echo "$w / $n" | bc -l)" "$(paste -sd/ "$TMP/w" | sed 's/\.[0-9]*//g')" "$(echo "$i / $w" | bc -l)"
 done

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use wasmhost::net::{ServerConfig, default_workers};
+use wasmhost::net::{ServerConfig, default_loops, default_workers};
 use wasmhost::{Options, limits};
 
 #[derive(Parser)]
@@ -86,6 +86,10 @@ struct ServeArgs {
     /// Worker threads that run handlers (default: eight per core, at least 16).
     #[arg(long)]
     workers: Option<usize>,
+    /// Event-loop threads that own the connections and answer short
+    /// requests themselves (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    loops: Option<u16>,
     /// Largest request body, in bytes, for routes without an app limit.
     #[arg(long, default_value_t = limits::DEFAULT_MAX_BODY)]
     max_body: u64,
@@ -150,6 +154,7 @@ impl Default for ServeArgs {
             routes: PathBuf::from("routes.json"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: None,
+            loops: None,
             max_body: limits::DEFAULT_MAX_BODY,
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
             idle_timeout: limits::DEFAULT_IDLE_TIMEOUT.as_secs(),
@@ -227,6 +232,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut server = ServerConfig::new(args.listen);
     server.workers = args.workers.unwrap_or_else(default_workers);
+    server.loops = args.loops.map_or_else(default_loops, usize::from);
     server.inline = !args.no_inline;
     server.max_connections = args.max_connections;
     server.idle_timeout = std::time::Duration::from_secs(args.idle_timeout);

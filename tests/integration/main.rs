@@ -15,6 +15,7 @@ mod guests;
 mod hotswap;
 mod http;
 mod inline;
+mod loops;
 mod preinit;
 mod sandbox;
 mod services;

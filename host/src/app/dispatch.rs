@@ -189,11 +189,20 @@ impl Dispatcher {
     }
 
     /// Answers a complete request on the calling thread (the event loop), if
-    /// it is one that may try and it ends there: a request to a guest that
-    /// reaches nothing outside its instance (`sandbox::inline`), without a
-    /// session cookie (looking a session up reads the store). `None`: run
-    /// it on a worker with [`Dispatcher::handle`]; nothing of it is left.
+    /// it is one that may try and it ends there: a static file (metadata and
+    /// a read of at most `SMALL_FILE`; the event loop sends larger bodies
+    /// from the file itself anyway), or a request to a guest that reaches
+    /// nothing outside its instance (`sandbox::inline`), without a session
+    /// cookie (looking a session up reads the store). `None`: run it on a
+    /// worker with [`Dispatcher::handle`]; nothing of it is left.
     pub fn try_inline(&self, prepared: &Prepared, req: &Request) -> Option<(Response, Outcome)> {
+        if let Ok(Matched {
+            target: Target::Static(_),
+            ..
+        }) = &prepared.route
+        {
+            return self.respond(prepared, req, Where::Inline);
+        }
         let guest = prepared.app()?;
         // The cookie first: a request that cannot try must not use up the
         // version's count of requests sent straight to workers.

@@ -1,9 +1,9 @@
 //! Admission, the one place that owns it: the server's run slots shared fairly among the apps with work, each app's running limit and its FIFO queue that holds no thread, and a permit that travels with each admitted request.
 //!
 //! Pure state: requests are opaque items, time is an argument, so every rule
-//! is tested below without a socket or a clock. The event loop holds one
-//! `Admission`; a request it admits carries its [`Permit`] until its answer
-//! comes back, and giving the permit back is the only way to free its place
+//! is tested below without a socket or a clock. The server's event loops
+//! share one `Admission` (behind a mutex); a request admitted carries its
+//! [`Permit`] until its answer comes back, and giving the permit back is the only way to free its place
 //! (as a tower `ConcurrencyLimit` permit rides with its request).
 //!
 //! The rules (docs/ARCHITECTURE.md, "Execution model"):
@@ -108,7 +108,7 @@ impl<W, R> Default for Filled<W, R> {
     }
 }
 
-/// Admission state of one event loop.
+/// Admission state of one server (every event loop's).
 pub struct Admission<W, R> {
     /// Run slots in all.
     slots: u32,

@@ -1,11 +1,13 @@
-//! The event loop: accepts connections, drives each connection's state machine, admits requests, answers short ones itself (`Handler::try_inline`) and hands the rest to workers.
+//! The event loops: each owns its connections, drives their state machines, admits requests through the admission all loops share, answers short ones itself (`Handler::try_inline`) and hands the rest to the shared workers; the first also accepts and deals new connections out.
 
 use std::io;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, SendError, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
@@ -36,11 +38,13 @@ const SWEEP_EVERY: Duration = Duration::from_millis(200);
 /// Most readiness events handled per poll.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// Most connections ready in one poll for the loop to run a short request's
-/// guest itself: one loop is one core, so with more connections waiting the
-/// guests go to workers on the other cores while the loop reads and writes
-/// (docs/BENCHMARKS.md, "Short requests on the event loop": on 2 cores, always
-/// running hello on the loop gave 0.69× the throughput of handing it off).
+/// Most connections ready in one poll for a loop to run a short request's
+/// guest itself when the server has fewer loops than cores: one loop is one
+/// core, so with more connections waiting the guests go to workers on the
+/// other cores while the loop reads and writes (docs/BENCHMARKS.md, "Short
+/// requests on the event loop": on 2 cores, always running hello on one loop
+/// gave 0.69× the throughput of handing it off). With a loop per core, every
+/// core has a loop of its own and the limit does not apply.
 const INLINE_MAX_READY: usize = 1;
 
 /// What a request carries through the loop: the handler's ticket and how it runs.
@@ -52,14 +56,44 @@ pub(super) struct Ticket<T> {
 /// A complete request on its way to be answered.
 type Request2<H> = Job<Ticket<<H as Handler>::Ticket>>;
 
-/// What a worker tells the event loop about the request it runs.
-enum FromWorker {
+/// What a worker or another loop tells an event loop.
+enum FromWorker<T> {
     /// The request ended.
     Done(Done),
     /// The handler sent its head early; the body follows as a stream.
     Early(Early),
     /// The next pieces of a streamed body are ready on this connection.
     Progress(Owner),
+    /// Another loop gave a slot to this loop's queued request: run it.
+    Start(Permit, Queued<T>, Duration),
+    /// Another loop found this loop's queued request past its deadline: 503.
+    Refuse(Queued<T>, Refusal),
+    /// A new connection the accepting loop dealt to this one.
+    Adopt(mio::net::TcpStream, SocketAddr),
+}
+
+/// An event loop's mailbox, as the other loops and the workers see it.
+struct Peer<T> {
+    tx: Sender<Message<FromWorker<T>>>,
+    waker: Arc<mio::Waker>,
+    /// Connections dealt to this loop and not yet closed.
+    conns: AtomicUsize,
+}
+
+/// What the event loops of one server share.
+struct Shared<T> {
+    /// Per-app admission, server-wide: the one place it is decided.
+    admission: Mutex<Admission<Queued<T>, Arc<Turn>>>,
+    pool: ThreadPool,
+    /// Requests asleep with their slot lent, server-wide (their gates count).
+    sleepers: Arc<AtomicUsize>,
+    /// Requests at workers whose answer has not come back, server-wide
+    /// (`max_pending`).
+    at_workers: AtomicUsize,
+    /// Every loop's mailbox, by loop number.
+    peers: Vec<Peer<T>>,
+    /// Whether there is a loop for each core ([`INLINE_MAX_READY`]).
+    loop_per_core: bool,
 }
 
 /// A head sent before the handler finished (`http::stream`).
@@ -71,17 +105,17 @@ struct Early {
 }
 
 /// A worker's `http::stream::Early` hook for the request it runs.
-struct EarlyHook {
+struct EarlyHook<T> {
     owner: Owner,
     head_only: bool,
     keep_alive: bool,
-    tx: Sender<Message<FromWorker>>,
+    tx: Sender<Message<FromWorker<T>>>,
     waker: Arc<mio::Waker>,
     /// Whether the head went out early: then the handler's own answer is not sent.
     sent: std::cell::Cell<bool>,
 }
 
-impl crate::http::stream::Early for EarlyHook {
+impl<T: Send + 'static> crate::http::stream::Early for EarlyHook<T> {
     fn send(&self, response: Response) -> Option<crate::http::stream::Wake> {
         if self.sent.replace(true) {
             return None;
@@ -108,9 +142,12 @@ impl crate::http::stream::Early for EarlyHook {
     }
 }
 
-/// Which connection a request belongs to (a slab key and its generation).
+/// Which connection a request belongs to (its loop, a slab key and its
+/// generation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Owner {
+    /// The loop that owns the connection.
+    lp: usize,
     key: usize,
     generation: u64,
 }
@@ -135,25 +172,115 @@ struct Done {
     parked: bool,
 }
 
-pub(super) struct EventLoop<H: Handler> {
+/// The running loops of a server: their threads and their wakers.
+pub(super) struct Loops {
+    pub threads: Vec<JoinHandle<anyhow::Result<()>>>,
+    pub wakers: Vec<Arc<mio::Waker>>,
+}
+
+/// Starts `config.loops` event loops sharing one admission and one worker
+/// pool; the first accepts on `listener` and deals connections out.
+pub(super) fn spawn<H: Handler>(
+    config: ServerConfig,
+    mut listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    handler: Arc<H>,
+) -> io::Result<Loops> {
+    let count = config.loops.max(1);
+    let mut polls = Vec::with_capacity(count);
+    let mut inboxes = Vec::with_capacity(count);
+    let mut peers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let poll = Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = channel();
+        peers.push(Peer {
+            tx,
+            waker,
+            conns: AtomicUsize::new(0),
+        });
+        polls.push(poll);
+        inboxes.push(rx);
+    }
+    polls[0]
+        .registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // A thread per run slot, and one for each request that may sleep
+    // with its slot lent (docs/ARCHITECTURE.md, "Execution model").
+    let pool = threadpool::Builder::new()
+        .num_threads(config.workers.max(1) + MAX_PARKED)
+        .thread_name("worker".into())
+        .thread_stack_size(config.worker_stack)
+        .build();
+    let shared = Arc::new(Shared {
+        admission: Mutex::new(Admission::new(config.workers)),
+        pool,
+        sleepers: Arc::new(AtomicUsize::new(0)),
+        at_workers: AtomicUsize::new(0),
+        loop_per_core: count >= cores,
+        peers,
+    });
+    let wakers = shared.peers.iter().map(|p| p.waker.clone()).collect();
+    let mut listener = Some(listener);
+    let mut threads = Vec::with_capacity(count);
+    for (id, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
+        let mut el = EventLoop {
+            id,
+            config: config.clone(),
+            poll,
+            listener: listener.take(),
+            stop: stop.clone(),
+            handler: handler.clone(),
+            conns: Slab::new(),
+            next_generation: 0,
+            shared: shared.clone(),
+            inbox,
+            in_flight: 0,
+            ready: 0,
+            scratch: vec![0; IO_CHUNK],
+            date: DateCache::default(),
+        };
+        // Short requests' guests run on the loop (`Handler::try_inline`): it
+        // needs a worker's stack.
+        let thread = std::thread::Builder::new()
+            .name(format!("event-loop-{id}"))
+            .stack_size(config.worker_stack)
+            .spawn(move || el.run());
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                // Stop the loops already running before reporting.
+                stop.store(true, Ordering::SeqCst);
+                for peer in &shared.peers {
+                    let _ = peer.waker.wake();
+                }
+                for thread in threads {
+                    let _ = thread.join();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(Loops { threads, wakers })
+}
+
+struct EventLoop<H: Handler> {
+    /// This loop's number: its place in `shared.peers`.
+    id: usize,
     config: ServerConfig,
     poll: Poll,
-    /// `None` once shutdown has begun.
+    /// The listener, on the first loop only; `None` once shutdown has begun.
     listener: Option<TcpListener>,
-    waker: Arc<mio::Waker>,
     stop: Arc<AtomicBool>,
     handler: Arc<H>,
     conns: Slab<Conn<Ticket<H::Ticket>>>,
     next_generation: u64,
-    pool: ThreadPool,
-    done_tx: Sender<Message<FromWorker>>,
-    done_rx: Receiver<Message<FromWorker>>,
-    /// Requests asleep with their slot lent, server-wide (their gates count).
-    sleepers: Arc<AtomicUsize>,
-    /// Requests at workers whose answer has not come back.
+    shared: Arc<Shared<H::Ticket>>,
+    /// What workers and the other loops sent this loop.
+    inbox: Receiver<Message<FromWorker<H::Ticket>>>,
+    /// This loop's requests at workers whose answer has not come back.
     in_flight: usize,
-    /// Per-app admission: the one place it is decided.
-    admission: Admission<Queued<H::Ticket>, Arc<Turn>>,
     /// Connections that were ready in the current poll.
     ready: usize,
     /// Read buffer shared by all connections (reads are copied out at once).
@@ -162,45 +289,6 @@ pub(super) struct EventLoop<H: Handler> {
 }
 
 impl<H: Handler> EventLoop<H> {
-    pub fn new(
-        config: ServerConfig,
-        poll: Poll,
-        mut listener: TcpListener,
-        waker: Arc<mio::Waker>,
-        stop: Arc<AtomicBool>,
-        handler: Arc<H>,
-    ) -> io::Result<EventLoop<H>> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        // A thread per run slot, and one for each request that may sleep
-        // with its slot lent (docs/ARCHITECTURE.md, "Execution model").
-        let pool = threadpool::Builder::new()
-            .num_threads(config.workers.max(1) + MAX_PARKED)
-            .thread_name("worker".into())
-            .thread_stack_size(config.worker_stack)
-            .build();
-        let (done_tx, done_rx) = channel();
-        Ok(EventLoop {
-            admission: Admission::new(config.workers),
-            config,
-            poll,
-            listener: Some(listener),
-            waker,
-            stop,
-            handler,
-            conns: Slab::new(),
-            next_generation: 0,
-            pool,
-            done_tx,
-            done_rx,
-            sleepers: Arc::new(AtomicUsize::new(0)),
-            in_flight: 0,
-            ready: 0,
-            scratch: vec![0; IO_CHUNK],
-            date: DateCache::default(),
-        })
-    }
-
     pub fn run(&mut self) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut last_sweep = Instant::now();
@@ -278,25 +366,23 @@ impl<H: Handler> EventLoop<H> {
                 return;
             };
             match listener.accept() {
-                Ok((mut stream, peer)) => {
-                    if self.conns.len() >= self.config.max_connections {
+                Ok((stream, peer)) => {
+                    let peers = &self.shared.peers;
+                    let open: usize = peers.iter().map(|p| p.conns.load(Ordering::SeqCst)).sum();
+                    if open >= self.config.max_connections {
                         tracing::warn!(%peer, "connection limit reached; closing new connection");
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
-                    let entry = self.conns.vacant_entry();
-                    let key = entry.key();
-                    if let Err(e) = self.poll.registry().register(
-                        &mut stream,
-                        Token(key + FIRST_CONN),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        tracing::warn!(%peer, "cannot register connection: {e}");
-                        continue;
+                    // To the loop with the fewest connections, this one on a tie.
+                    let to = (0..peers.len())
+                        .min_by_key(|&i| (peers[i].conns.load(Ordering::SeqCst), i != self.id))
+                        .unwrap_or(self.id);
+                    peers[to].conns.fetch_add(1, Ordering::SeqCst);
+                    if to == self.id {
+                        self.adopt(stream, peer, now);
+                    } else {
+                        self.post(to, FromWorker::Adopt(stream, peer));
                     }
-                    self.next_generation += 1;
-                    entry.insert(Conn::new(stream, peer, self.next_generation, now));
-                    self.drive(key, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -307,6 +393,54 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
+    }
+
+    /// Takes a new connection in (counted in this loop's `conns` already).
+    fn adopt(&mut self, mut stream: mio::net::TcpStream, peer: SocketAddr, now: Instant) {
+        let _ = stream.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key + FIRST_CONN),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(%peer, "cannot register connection: {e}");
+            self.shared.peers[self.id]
+                .conns
+                .fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        self.next_generation += 1;
+        entry.insert(Conn::new(stream, peer, self.next_generation, now));
+        self.drive(key, now);
+    }
+
+    /// Sends a message to another loop. If that loop has stopped (shutdown
+    /// past its grace period), a slot it would have used is given back.
+    fn post(&mut self, to: usize, message: FromWorker<H::Ticket>) {
+        let peer = &self.shared.peers[to];
+        match peer.tx.send(Message::Done(message)) {
+            Ok(()) => {
+                let _ = peer.waker.wake();
+            }
+            Err(SendError(Message::Done(FromWorker::Start(permit, _, _)))) => {
+                self.admission().forfeit(permit);
+            }
+            Err(SendError(Message::Done(FromWorker::Adopt(..)))) => {
+                peer.conns.fetch_sub(1, Ordering::SeqCst);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// The shared admission (a panic elsewhere while holding it leaves its
+    /// counts whole: every method finishes its update before it returns).
+    fn admission(&self) -> MutexGuard<'_, Admission<Queued<H::Ticket>, Arc<Turn>>> {
+        self.shared
+            .admission
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Moves one connection forward as far as it can go without blocking.
@@ -363,6 +497,7 @@ impl<H: Handler> EventLoop<H> {
 
     fn owner(&self, key: usize) -> Owner {
         Owner {
+            lp: self.id,
             key,
             generation: self.conns[key].generation,
         }
@@ -392,28 +527,37 @@ impl<H: Handler> EventLoop<H> {
                 access_log(&request, &answer, started, None);
                 self.answer(owner, answer.response, head_only, keep_alive, now);
             }
-            Lane::Worker => self.execute(owner, job, None, Duration::ZERO, now),
+            Lane::Worker => match self.try_inline(&job.ticket.ticket, &job.request) {
+                Some(answer) => {
+                    access_log(&job.request, &answer, now, None);
+                    self.answer(owner, answer.response, job.head_only, job.keep_alive, now);
+                }
+                None => self.execute(owner, job, None, Duration::ZERO, now),
+            },
             Lane::Admitted(rule) => {
                 let queued = Queued {
                     owner,
                     job,
                     since: now,
                 };
-                match self.admission.admit(&rule, queued, now) {
-                    Admit::Run(permit, q) => match self.try_inline(&q) {
-                        Some(answer) => {
-                            let Job {
-                                request,
-                                head_only,
-                                keep_alive,
-                                ..
-                            } = q.job;
-                            access_log(&request, &answer, now, Some(Duration::ZERO));
-                            self.answer(owner, answer.response, head_only, keep_alive, now);
-                            self.release(permit, false, now);
+                let admitted = self.admission().admit(&rule, queued, now);
+                match admitted {
+                    Admit::Run(permit, q) => {
+                        match self.try_inline(&q.job.ticket.ticket, &q.job.request) {
+                            Some(answer) => {
+                                let Job {
+                                    request,
+                                    head_only,
+                                    keep_alive,
+                                    ..
+                                } = q.job;
+                                access_log(&request, &answer, now, Some(Duration::ZERO));
+                                self.answer(owner, answer.response, head_only, keep_alive, now);
+                                self.release(permit, false, now);
+                            }
+                            None => self.execute(q.owner, q.job, Some(permit), Duration::ZERO, now),
                         }
-                        None => self.execute(q.owner, q.job, Some(permit), Duration::ZERO, now),
-                    },
+                    }
                     Admit::Queued => {}
                     Admit::Refused(q, refusal) => self.refuse(q, &refusal, now),
                 }
@@ -421,28 +565,26 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Runs an admitted request on the loop if the handler finds it short
-    /// (no hand-off to a worker and back); `None`: hand it to a worker.
-    fn try_inline(&self, q: &Queued<H::Ticket>) -> Option<Answer> {
-        if !self.config.inline || self.ready > INLINE_MAX_READY {
+    /// Runs a request of the worker lane, or an admitted one, on the loop if
+    /// the handler finds it short (no hand-off to a worker and back);
+    /// `None`: hand it to a worker.
+    fn try_inline(&self, ticket: &H::Ticket, request: &Request) -> Option<Answer> {
+        if !self.config.inline || (self.ready > INLINE_MAX_READY && !self.shared.loop_per_core) {
             return None;
         }
         let handler = &self.handler;
-        let request = &q.job.request;
-        std::panic::catch_unwind(AssertUnwindSafe(|| {
-            handler.try_inline(&q.job.ticket.ticket, request)
-        }))
-        .unwrap_or_else(|_| {
-            tracing::error!(path = %request.path, "handler panicked on the event loop");
-            let failure = NetFailure::HandlerPanicked;
-            Some(Answer {
-                response: status::response(&failure, request.wants_json()),
-                note: AccessNote {
-                    failure: Some(failure.to_string()),
-                    ..AccessNote::default()
-                },
+        std::panic::catch_unwind(AssertUnwindSafe(|| handler.try_inline(ticket, request)))
+            .unwrap_or_else(|_| {
+                tracing::error!(path = %request.path, "handler panicked on the event loop");
+                let failure = NetFailure::HandlerPanicked;
+                Some(Answer {
+                    response: status::response(&failure, request.wants_json()),
+                    note: AccessNote {
+                        failure: Some(failure.to_string()),
+                        ..AccessNote::default()
+                    },
+                })
             })
-        })
     }
 
     /// Queues an answer on its connection, if the connection still waits for it.
@@ -489,23 +631,23 @@ impl<H: Handler> EventLoop<H> {
 
     /// Gives a permit back and hands the freed slot on.
     fn release(&mut self, permit: Permit, parked: bool, now: Instant) {
-        self.admission.release(permit, parked);
+        self.admission().release(permit, parked);
         self.fill(now);
     }
 
-    /// Hands free slots out (admission's rules): starts queued requests,
-    /// gives woken sleepers their slot back; waiters whose client left are
-    /// dropped, expired ones get 503.
+    /// Hands free slots out (admission's rules): starts queued requests
+    /// (another loop's through its mailbox), gives woken sleepers their slot
+    /// back; waiters whose client left are dropped, expired ones get 503.
     fn fill(&mut self, now: Instant) {
         loop {
-            let conns = &self.conns;
-            let filled = self.admission.fill(now, |q| {
-                conns.get(q.owner.key).is_some_and(|c| {
-                    c.generation == q.owner.generation
-                        && c.proto.is_waiting()
-                        && !c.proto.peer_closed()
-                })
-            });
+            let filled = {
+                let conns = &self.conns;
+                let id = self.id;
+                // Another loop's waiters count as alive here; their loop
+                // checks when the slot arrives (`FromWorker::Start`).
+                self.admission()
+                    .fill(now, |q| q.owner.lp != id || alive(conns, q.owner))
+            };
             for q in filled.gone {
                 // The client left while its request waited: nobody would
                 // read the answer, so the guest never runs.
@@ -518,17 +660,25 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
             for (q, refusal) in filled.expired {
-                self.refuse(q, &refusal, now);
+                if q.owner.lp == self.id {
+                    self.refuse(q, &refusal, now);
+                } else {
+                    self.post(q.owner.lp, FromWorker::Refuse(q, refusal));
+                }
             }
             for (permit, q) in filled.run {
                 let waited = now.saturating_duration_since(q.since);
-                self.execute(q.owner, q.job, Some(permit), waited, now);
+                if q.owner.lp == self.id {
+                    self.execute(q.owner, q.job, Some(permit), waited, now);
+                } else {
+                    self.post(q.owner.lp, FromWorker::Start(permit, q, waited));
+                }
             }
             let mut lost = false;
             for (key, turn) in filled.resume {
                 if !turn.grant() {
                     // It stopped waiting (its deadline passed): parked again.
-                    self.admission.ungrant(&key);
+                    self.admission().ungrant(&key);
                     lost = true;
                 }
             }
@@ -540,8 +690,11 @@ impl<H: Handler> EventLoop<H> {
 
     /// Answers 503 to queued requests that waited their full timeout.
     fn expire_waiting(&mut self, now: Instant) {
-        for (q, refusal) in self.admission.expire(now) {
-            if self.waits(q.owner) {
+        let expired = self.admission().expire(now);
+        for (q, refusal) in expired {
+            if q.owner.lp != self.id {
+                self.post(q.owner.lp, FromWorker::Refuse(q, refusal));
+            } else if self.waits(q.owner) {
                 self.refuse(q, &refusal, now);
             }
         }
@@ -556,15 +709,20 @@ impl<H: Handler> EventLoop<H> {
         waited: Duration,
         now: Instant,
     ) {
-        if self.in_flight >= self.config.max_pending {
-            let refusal = Refusal::Overloaded {
-                pending: self.in_flight,
-            };
+        let max_pending = self.config.max_pending;
+        let taken = self
+            .shared
+            .at_workers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max_pending).then_some(n + 1)
+            });
+        if let Err(pending) = taken {
+            let refusal = Refusal::Overloaded { pending };
             match permit {
                 // About an app: its own answer. Free the slot without starting
                 // a waiter: under this overload it would be refused too.
                 Some(permit) => {
-                    self.admission.forfeit(permit);
+                    self.admission().forfeit(permit);
                     let queued = Queued {
                         owner,
                         job,
@@ -589,10 +747,11 @@ impl<H: Handler> EventLoop<H> {
         }
         self.in_flight += 1;
         let handler = self.handler.clone();
-        let tx = self.done_tx.clone();
-        let waker = self.waker.clone();
-        let sleepers = self.sleepers.clone();
-        self.pool.execute(move || {
+        let me = &self.shared.peers[self.id];
+        let tx = me.tx.clone();
+        let waker = me.waker.clone();
+        let sleepers = self.shared.sleepers.clone();
+        self.shared.pool.execute(move || {
             let gate = permit.as_ref().map(|p| {
                 Rc::new(Gate::new(
                     p.key().clone(),
@@ -654,10 +813,11 @@ impl<H: Handler> EventLoop<H> {
     /// Takes in what the workers said: answers, and requests that went to
     /// sleep or woke up.
     fn collect_done(&mut self, now: Instant) {
-        while let Ok(message) = self.done_rx.try_recv() {
+        while let Ok(message) = self.inbox.try_recv() {
             match message {
                 Message::Done(FromWorker::Done(done)) => {
                     self.in_flight -= 1;
+                    self.shared.at_workers.fetch_sub(1, Ordering::SeqCst);
                     if let Some(response) = done.response {
                         self.answer(done.owner, response, done.head_only, done.keep_alive, now);
                     }
@@ -683,12 +843,36 @@ impl<H: Handler> EventLoop<H> {
                         self.drive(owner.key, now);
                     }
                 }
+                Message::Done(FromWorker::Start(permit, q, waited)) => {
+                    if alive(&self.conns, q.owner) {
+                        self.execute(q.owner, q.job, Some(permit), waited, now);
+                    } else {
+                        // The client left while its request waited (see
+                        // `fill`): the guest never runs.
+                        if self
+                            .conns
+                            .get(q.owner.key)
+                            .is_some_and(|c| c.generation == q.owner.generation)
+                        {
+                            self.close(q.owner.key);
+                        }
+                        self.release(permit, false, now);
+                    }
+                }
+                Message::Done(FromWorker::Refuse(q, refusal)) => {
+                    if self.waits(q.owner) {
+                        self.refuse(q, &refusal, now);
+                    }
+                }
+                Message::Done(FromWorker::Adopt(stream, peer)) => {
+                    self.adopt(stream, peer, now);
+                }
                 Message::Park(key) => {
-                    self.admission.park(&key);
+                    self.admission().park(&key);
                     self.fill(now);
                 }
                 Message::Resume(key, turn) => {
-                    self.admission.resume(&key, turn, now);
+                    self.admission().resume(&key, turn, now);
                     self.fill(now);
                 }
             }
@@ -723,8 +907,19 @@ impl<H: Handler> EventLoop<H> {
         if self.conns.contains(key) {
             let mut conn = self.conns.remove(key);
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.shared.peers[self.id]
+                .conns
+                .fetch_sub(1, Ordering::SeqCst);
         }
     }
+}
+
+/// Whether a connection of this loop still waits for the answer to the
+/// request it sent, and its client has not left.
+fn alive<T>(conns: &Slab<Conn<T>>, owner: Owner) -> bool {
+    conns.get(owner.key).is_some_and(|c| {
+        c.generation == owner.generation && c.proto.is_waiting() && !c.proto.peer_closed()
+    })
 }
 
 /// One access-log line for an answered request.

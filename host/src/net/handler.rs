@@ -12,7 +12,8 @@ pub enum Lane {
     /// Cheap and never blocking (a 404, a refused parameter): answered on the
     /// event loop, with no trip through the worker pool.
     Inline,
-    /// On a worker, with no per-app admission (static files).
+    /// On a worker, with no per-app admission (static files), unless the
+    /// loop answers it first ([`Handler::try_inline`]).
     Worker,
     /// On a worker, once admitted under its app's concurrency rule.
     Admitted(Rule),
@@ -105,8 +106,8 @@ pub trait Handler: Send + Sync + 'static {
     /// [`Lane::Inline`].
     fn handle(&self, ticket: Self::Ticket, request: &Request) -> Answer;
 
-    /// Answers an admitted request on the event loop, if it is short: the
-    /// handler gives it up (`None`, leaving nothing behind) as soon as it
+    /// Answers a request of [`Lane::Worker`] or an admitted one on the event
+    /// loop, if it is short: the handler gives it up (`None`, leaving nothing behind) as soon as it
     /// would block or run long, and the request then goes to a worker and
     /// [`Handler::handle`]. Bounded: the loop waits at most the handler's
     /// inline budget (`sandbox::INLINE_BUDGET` plus one epoch tick).

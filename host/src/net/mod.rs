@@ -1,4 +1,4 @@
-//! The network layer: one event-loop thread owns every socket, drives each connection's protocol state machine, admits requests and answers short ones itself; a bounded worker pool runs the rest of the handler's work.
+//! The network layer: event-loop threads (one per core) each own their sockets, drive each connection's protocol state machine, admit requests through one shared admission and answer short ones themselves; a bounded worker pool runs the rest of the handler's work.
 //!
 //! It knows the application only as a [`Handler`]: it never names an app.
 
@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Threads that run handlers.
     pub workers: usize,
+    /// Event-loop threads (connections are dealt out among them).
+    pub loops: usize,
     /// Most open connections.
     pub max_connections: usize,
     /// Most requests queued for or running on workers.
@@ -56,6 +58,7 @@ impl ServerConfig {
         ServerConfig {
             listen,
             workers: default_workers(),
+            loops: default_loops(),
             max_connections: limits::DEFAULT_MAX_CONNECTIONS,
             max_pending: limits::DEFAULT_MAX_PENDING,
             header_timeout: limits::DEFAULT_HEADER_TIMEOUT,
@@ -92,12 +95,19 @@ pub fn default_workers() -> usize {
     (std::thread::available_parallelism().map_or(2, |n| n.get()) * 8).max(16)
 }
 
+/// One event loop per core: each runs short guests itself, so that a core
+/// serves HTTP without handing requests to another thread
+/// (docs/ARCHITECTURE.md, "Event loops").
+pub fn default_loops() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    waker: Arc<mio::Waker>,
-    thread: Option<JoinHandle<anyhow::Result<()>>>,
+    wakers: Arc<[Arc<mio::Waker>]>,
+    threads: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl ServerHandle {
@@ -109,8 +119,7 @@ impl ServerHandle {
     /// Asks the server to stop: it stops accepting, finishes in-flight requests
     /// (bounded by the grace period) and returns.
     pub fn begin_shutdown(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
+        self.stopper().stop();
     }
 
     /// Stops the server and waits for it.
@@ -128,23 +137,29 @@ impl ServerHandle {
     pub fn stopper(&self) -> Stopper {
         Stopper {
             stop: self.stop.clone(),
-            waker: self.waker.clone(),
+            wakers: self.wakers.clone(),
         }
     }
 
+    /// Waits for every loop; the first failure is the result.
     fn join_inner(&mut self) -> anyhow::Result<()> {
-        match self.thread.take() {
-            Some(t) => t
+        let mut result = Ok(());
+        for t in self.threads.drain(..) {
+            let ended = t
                 .join()
-                .map_err(|_| anyhow::anyhow!("the event loop panicked"))?,
-            None => Ok(()),
+                .map_err(|_| anyhow::anyhow!("an event loop panicked"))
+                .and_then(|r| r);
+            if result.is_ok() {
+                result = ended;
+            }
         }
+        result
     }
 }
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if !self.threads.is_empty() {
             self.begin_shutdown();
             let _ = self.join_inner();
         }
@@ -155,17 +170,19 @@ impl Drop for ServerHandle {
 #[derive(Clone)]
 pub struct Stopper {
     stop: Arc<AtomicBool>,
-    waker: Arc<mio::Waker>,
+    wakers: Arc<[Arc<mio::Waker>]>,
 }
 
 impl Stopper {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
+        for waker in self.wakers.iter() {
+            let _ = waker.wake();
+        }
     }
 }
 
-/// Binds the listener and starts the event loop and workers.
+/// Binds the listener and starts the event loops and workers.
 pub fn start<H: Handler>(config: ServerConfig, handler: Arc<H>) -> anyhow::Result<ServerHandle> {
     let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -176,28 +193,18 @@ pub fn start<H: Handler>(config: ServerConfig, handler: Arc<H>) -> anyhow::Resul
     })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let poll = mio::Poll::new().context("creating the event loop")?;
-    let waker = Arc::new(mio::Waker::new(poll.registry(), event_loop::WAKER)?);
     let stop = Arc::new(AtomicBool::new(false));
-    let worker_stack = config.worker_stack;
-    let mut el = event_loop::EventLoop::new(
+    let loops = event_loop::spawn(
         config,
-        poll,
         mio::net::TcpListener::from_std(listener),
-        waker.clone(),
         stop.clone(),
         handler,
-    )?;
-    // Short requests' guests run on the loop (`Handler::try_inline`): it
-    // needs a worker's stack.
-    let thread = std::thread::Builder::new()
-        .name("event-loop".into())
-        .stack_size(worker_stack)
-        .spawn(move || el.run())?;
+    )
+    .context("starting the event loops")?;
     Ok(ServerHandle {
         addr,
         stop,
-        waker,
-        thread: Some(thread),
+        wakers: loops.wakers.into(),
+        threads: loops.threads,
     })
 }
