@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Short requests on the event loop against the worker hand-off (issue 13, part 2): one run, interleaved rounds of
 # nginx `return 200`, wasmhost (guests of hello tried on the loop) and
-# wasmhost --no-inline (every request handed to a worker), for hello and the
-# 1 KiB echo POST; see docs/BENCHMARKS.md.
+# wasmhost --no-inline (every request handed to a worker), for hello, the
+# 1 KiB echo POST and a 1 KiB static file; see docs/BENCHMARKS.md.
 #
 # Environment (all optional):
 #   WASMHOST=            a wasmhost binary (default: build the dev profile
@@ -71,13 +71,16 @@ cleanup() {
 }
 trap cleanup EXIT
 head -c 1024 /dev/urandom >"$TMP/1k.bin"
-mkdir -p "$TMP/nginx-tmp"
+mkdir -p "$TMP/nginx-tmp" "$TMP/www/static"
+cp "$TMP/1k.bin" "$TMP/www/static/1k.bin"
+chmod -R a+rX "$TMP"
 # Every connection may wait for a run slot (the default max_queue, 16, would
 # answer the overflow 503, which is cheap and would inflate req/s).
 cat >"$TMP/routes.json" <<EOF
 {
   "apps": { "hello": { "module": "$HELLO", "limits": { "max_queue": $((CONNS * 2)) } } },
-  "routes": [ { "path": "/hello", "app": "hello" }, { "path": "/hello/...", "app": "hello" } ]
+  "routes": [ { "path": "/hello", "app": "hello" }, { "path": "/hello/...", "app": "hello" },
+              { "path": "/static/...", "static": "$TMP/www/static" } ]
 }
 EOF
 free_port() {
@@ -101,6 +104,7 @@ http {
         listen 127.0.0.1:$NGINX_PORT;
         location = /hello { default_type "text/plain; charset=utf-8"; return 200 "Hello, world!"; }
         location = /hello/echo { client_body_buffer_size 16k; return 200 "Hello, world!"; }
+        location /static/ { root $TMP/www; }
     }
 }
 EOF
@@ -148,7 +152,7 @@ run() {
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 log "wrk -t1 -c$CONNS -d${SECONDS_PER_RUN}s, $ROUNDS interleaved rounds, pinned=$PIN, $(basename "$WASMHOST"); first: [${FIRST[*]}], second: [${SECOND[*]}]"
-for scenario in "hello|/hello|-" "echo 1 KiB POST|/hello/echo|$BENCH/echo.lua"; do
+for scenario in "hello|/hello|-" "echo 1 KiB POST|/hello/echo|$BENCH/echo.lua" "static 1 KiB|/static/1k.bin|-"; do
     IFS='|' read -r name path script <<<"$scenario"
     : >"$TMP/n" && : >"$TMP/i" && : >"$TMP/w"
     for _ in $(seq "$ROUNDS"); do
