@@ -277,7 +277,19 @@ http {{
 }
 
 impl Drop for Nginx {
+    /// SIGTERM first: the master then stops its workers. A SIGKILL to the
+    /// master alone would leave them running, orphaned.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
