@@ -293,3 +293,16 @@ fn sighup_reloads_the_routes() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(get("/hello/greet/x"), 200);
 }
+
+#[test]
+fn a_loop_count_outside_one_to_1024_is_refused_before_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["0", "1025", "many"] {
+        let (code, err) = run(
+            dir.path(),
+            &["serve", "--loops", bad, "--listen", "127.0.0.1:0"],
+        );
+        assert_eq!(code, 2, "--loops {bad}: {err}");
+        assert!(err.contains("--loops"), "--loops {bad}: {err}");
+    }
+}

@@ -20,8 +20,9 @@ use crate::support::Client;
 /// How long a `/slow` request holds its slot.
 const SLOW: Duration = Duration::from_millis(400);
 
-/// Routes `/where` (answered on the loop with the loop thread's name) and
-/// `/slow` (on a worker, one at a time, queue of `queue`).
+/// Routes `/where` (admitted, answered on the loop with the loop thread's
+/// name), `/file` (the worker lane, as static files: answered the same way)
+/// and `/slow` (on a worker, one at a time, queue of `queue`).
 struct Probe {
     queue: u32,
     queue_timeout: Duration,
@@ -46,6 +47,13 @@ impl Handler for Probe {
     type Ticket = String;
 
     fn plan(&self, head: &RequestHead) -> Plan<String> {
+        if head.path == "/file" {
+            return Plan {
+                ticket: head.path.clone(),
+                body_limit: 0,
+                lane: Lane::Worker,
+            };
+        }
         let (key, max_concurrency) = match head.path.as_str() {
             "/slow" => ("slow", 1),
             _ => ("where", 64),
@@ -73,7 +81,7 @@ impl Handler for Probe {
     }
 
     fn try_inline(&self, ticket: &String, _request: &Request) -> Option<Answer> {
-        (ticket == "/where")
+        (ticket == "/where" || ticket == "/file")
             .then(|| Answer::plain(Response::new(200).with_body("text/plain", thread_name())))
     }
 
@@ -97,6 +105,20 @@ fn get(c: &mut Client, path: &str) -> (u16, String) {
     c.send(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
     let r = c.read_response();
     (r.status, r.text())
+}
+
+/// Sends `path` on every connection at once; the answers, in connection order.
+fn all_at_once(clients: Vec<Client>, path: &str) -> Vec<(u16, String)> {
+    thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| s.spawn(move || get(&mut c, path)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    })
 }
 
 /// `count` keep-alive connections, each asked `/where` in turn (so that
@@ -132,9 +154,11 @@ fn connections_are_dealt_out_evenly_among_the_event_loops_and_each_loop_answers_
     .into_iter()
     .collect();
     assert_eq!(per_loop, expected, "answered by: {names:?}");
-    // A connection stays on its loop: asked again, the same loop answers.
+    // A connection stays on its loop: asked again, the same loop answers,
+    // and it answers a request of the worker lane (a static file's) itself.
     for (c, name) in clients.iter_mut().zip(&names) {
         assert_eq!(get(c, "/where"), (200, name.clone()));
+        assert_eq!(get(c, "/file"), (200, name.clone()));
     }
     server.shutdown().expect("clean shutdown");
 }
@@ -153,16 +177,7 @@ fn one_app_s_limit_and_queue_are_shared_by_every_event_loop() {
         "the connections were not spread: {names:?}"
     );
     let started = Instant::now();
-    let answers: Vec<(u16, String)> = thread::scope(|s| {
-        let handles: Vec<_> = clients
-            .into_iter()
-            .map(|mut c| s.spawn(move || get(&mut c, "/slow")))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client"))
-            .collect()
-    });
+    let answers = all_at_once(clients, "/slow");
     let ok = answers.iter().filter(|(s, _)| *s == 200).count();
     let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 503).collect();
     assert_eq!((ok, refused.len()), (3, 1), "{answers:?}");
@@ -202,16 +217,7 @@ fn a_request_waiting_past_its_timeout_is_refused_whichever_loop_owns_it() {
         thread::sleep(Duration::from_millis(5));
     }
     let started = Instant::now();
-    let answers: Vec<(u16, String)> = thread::scope(|s| {
-        let handles: Vec<_> = clients
-            .into_iter()
-            .map(|mut c| s.spawn(move || get(&mut c, "/slow")))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client"))
-            .collect()
-    });
+    let answers = all_at_once(clients, "/slow");
     let waited = started.elapsed();
     for (status, body) in &answers {
         assert_eq!(*status, 503, "{answers:?}");

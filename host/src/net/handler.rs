@@ -107,9 +107,9 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, ticket: Self::Ticket, request: &Request) -> Answer;
 
     /// Answers a request of [`Lane::Worker`] or an admitted one on the event
-    /// loop, if it is short: the handler gives it up (`None`, leaving nothing behind) as soon as it
-    /// would block or run long, and the request then goes to a worker and
-    /// [`Handler::handle`]. Bounded: the loop waits at most the handler's
+    /// loop, if it is short: the handler gives it up (`None`, leaving
+    /// nothing behind) as soon as it would block or run long, and the
+    /// request then goes to a worker and [`Handler::handle`]. Bounded: the loop waits at most the handler's
     /// inline budget (`sandbox::INLINE_BUDGET` plus one epoch tick).
     fn try_inline(&self, ticket: &Self::Ticket, request: &Request) -> Option<Answer> {
         let _ = (ticket, request);
