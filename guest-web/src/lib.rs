@@ -6,8 +6,9 @@
 //! `error` message.
 
 use guest_sdk::{Request, Response, Router};
-use minijinja::value::Serde;
-use minijinja::{AutoEscape, Environment, Value};
+use minijinja::value::{Serde, merge_maps};
+use minijinja::{AutoEscape, Environment, Value, context};
+use serde::Serialize;
 use serde_json::json;
 
 pub mod time;
@@ -49,19 +50,18 @@ impl Pages {
         Pages { env }
     }
 
-    /// Renders template `name` with `ctx` (a JSON object) plus
-    /// `current_user` from `req`, as a `200` HTML response; a template
-    /// failure is logged and answered with `500`.
-    pub fn render(&self, req: &Request, name: &str, ctx: serde_json::Value) -> Response {
-        let mut ctx = match ctx {
-            serde_json::Value::Object(map) => map,
-            _ => serde_json::Map::new(),
-        };
-        ctx.insert("current_user".into(), json!(req.user));
-        let result = self
-            .env
-            .get_template(name)
-            .and_then(|t| t.render(Value::from(Serde(&ctx))));
+    /// Renders template `name` with `ctx` (anything that serializes as a
+    /// map: a `json!` object or a struct) plus `current_user` from `req`, as
+    /// a `200` HTML response; a template failure is logged and answered
+    /// with `500`. A struct goes into the template as it is, without a
+    /// `serde_json::Value` in between.
+    pub fn render(&self, req: &Request, name: &str, ctx: impl Serialize) -> Response {
+        // Later maps win: `current_user` is always the request's.
+        let ctx = merge_maps([
+            Value::from(Serde(&ctx)),
+            context! { current_user => Value::from(Serde(&req.user)) },
+        ]);
+        let result = self.env.get_template(name).and_then(|t| t.render(ctx));
         match result {
             Ok(html) => Response::html(html),
             Err(err) => {
@@ -242,6 +242,15 @@ mod tests {
         let anon = pages().render(&Request::new("GET", "/"), "page.html", json!({}));
         assert!(body(&anon).contains("nav-login"));
         assert!(!body(&anon).contains("nav-logout"));
+        // The request says who is signed in, whatever the context says.
+        let forged = json!({"current_user": {"id": "9", "name": "mallory"}});
+        let page = body(&pages().render(&Request::new("GET", "/"), "page.html", forged));
+        assert!(
+            page.contains("nav-login") && !page.contains("mallory"),
+            "{page}"
+        );
+        let page = body(&pages().render(&req, "page.html", json!({"current_user": null})));
+        assert!(page.contains("&lt;b&gt;ann"), "{page}");
     }
 
     #[test]

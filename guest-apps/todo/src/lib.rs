@@ -52,15 +52,33 @@ guest_web::export_app! {
     ],
 }
 
-/// A todo as JSON and as template context.
-fn view(id: u64, todo: &Todo) -> Value {
-    json!({
-        "id": id,
-        "title": todo.title,
-        "done": todo.done,
-        "created_at": todo.created_at,
-        "updated_at": todo.updated_at,
-    })
+/// A todo as template context.
+#[derive(Serialize)]
+struct View<'a> {
+    id: u64,
+    title: &'a str,
+    done: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A todo as template context (borrowed from the record).
+fn view(id: u64, todo: &Todo) -> View<'_> {
+    View {
+        id,
+        title: &todo.title,
+        done: todo.done,
+        created_at: todo.created_at,
+        updated_at: todo.updated_at,
+    }
+}
+
+/// The index page's context: goes into the template as it is, without a
+/// `serde_json::Value` built on the way (a page of 50 todos spent a tenth
+/// of its time building one).
+#[derive(Serialize)]
+struct IndexPage<'a> {
+    todos: Vec<View<'a>>,
 }
 
 /// A todo for JSON clients: times as RFC 3339.
@@ -91,13 +109,13 @@ fn todos_of(req: &Request, user: &User) -> Result<Vec<(u64, Todo)>, Response> {
         .map_err(|e| pages().storage_error(req, "listing todos", e))
 }
 
-/// The index page's context with the user's todos.
+/// The index page's context with the user's todos, as JSON (to add an
+/// error and the title typed to it).
 fn index_context(req: &Request, user: &User) -> Result<Value, Response> {
-    let todos: Vec<Value> = todos_of(req, user)?
-        .iter()
-        .map(|(id, t)| view(*id, t))
-        .collect();
-    Ok(json!({ "todos": todos }))
+    let todos = todos_of(req, user)?;
+    Ok(json!(IndexPage {
+        todos: todos.iter().map(|(id, t)| view(*id, t)).collect(),
+    }))
 }
 
 /// Loads todo `id` and checks that it belongs to the signed-in user.
@@ -119,8 +137,11 @@ fn index(req: &Request) -> Answer {
             .collect();
         return Ok(Response::json(&todos));
     }
-    let ctx = index_context(req, user)?;
-    Ok(pages().render(req, "index.html", ctx))
+    let todos = todos_of(req, user)?;
+    let page = IndexPage {
+        todos: todos.iter().map(|(id, t)| view(*id, t)).collect(),
+    };
+    Ok(pages().render(req, "index.html", page))
 }
 
 /// `POST /todo/add` (`title`).
@@ -176,8 +197,11 @@ fn update(req: &Request) -> Answer {
     let (title, done) = match checked {
         Ok(fields) => fields,
         Err(err) => {
-            let mut shown = view(id, &todo);
-            shown["title"] = json!(form.get("title").unwrap_or_default());
+            let typed = form.get("title").unwrap_or_default();
+            let shown = View {
+                title: typed,
+                ..view(id, &todo)
+            };
             let ctx = json!({ "todo": shown });
             return Err(invalid(req, &err.0, Some(("edit.html", ctx))));
         }
