@@ -291,7 +291,9 @@ pub mod host {
 /// §2, pre-initialization). Put start-up work there: building routes,
 /// parsing templates, filling lookup tables kept in `thread_local!` or
 /// `OnceLock` statics. It must not rely on storage or sessions, which are
-/// not available while it runs.
+/// not available while it runs. After `f()`, it leaves
+/// [`HEAP_RESERVE`](crate::glue::HEAP_RESERVE) bytes of free heap in the
+/// snapshot, so that a request's allocations rarely need to grow memory.
 ///
 /// ```no_run
 /// use guest_sdk::{Request, Response, Router};
@@ -318,7 +320,8 @@ macro_rules! export_handler {
         #[allow(unsafe_code)] // `no_mangle`: the export's name is the ABI's.
         #[unsafe(no_mangle)]
         pub extern "C" fn wasmhost_init() {
-            ($init)()
+            ($init)();
+            $crate::glue::reserve_heap();
         }
     };
     ($handler:expr) => {

@@ -27,6 +27,26 @@ where
     encode_response(&response)
 }
 
+/// Free heap that `wasmhost_init` leaves in the snapshot: a request whose
+/// allocations fit in it never grows its memory. Growing costs the host two
+/// `mprotect` calls per request (one to grow, one to shrink the slot back),
+/// each taking the process's memory-map lock; a page of 50 todos grew
+/// memory on every request (docs/BENCHMARKS.md, "Todo index"). Untouched,
+/// the reserve costs no memory: it is zero pages of the snapshot.
+pub const HEAP_RESERVE: usize = 1 << 20;
+
+/// Grows the heap by [`HEAP_RESERVE`] and frees it again: the allocator
+/// keeps the freed space (a Wasm memory never shrinks), so later
+/// allocations take it without growing memory. An app whose memory limit
+/// has no room for it simply goes without.
+pub fn reserve_heap() {
+    let mut reserve: Vec<u8> = Vec::new();
+    if reserve.try_reserve_exact(HEAP_RESERVE).is_ok() {
+        // Kept from being optimised away: the allocation is the point.
+        std::hint::black_box(&mut reserve);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

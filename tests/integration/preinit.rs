@@ -168,3 +168,64 @@ fn snapshots_are_cached_under_the_data_dir_and_reused() {
     assert_eq!(get(second.local_addr()).body, b"cached");
     second.shutdown().expect("shutdown");
 }
+
+/// Body the echo test sends: the request's frame, the body the app copies
+/// into its answer and the encoded answer take about three times this,
+/// which fits the SDK's `HEAP_RESERVE` (1 MiB) and not the heap a fresh,
+/// unreserved instance starts with.
+const ECHO_BODY: usize = 256 * 1024;
+
+#[test]
+fn a_pre_initialized_sdk_app_answers_a_large_echo_without_growing_its_memory() {
+    use std::net::SocketAddr;
+    use wasmhost::config::{AppConfig, Limits};
+    use wasmhost::http::{Method, Request, Version};
+    use wasmhost::sandbox::Runtime;
+    use wasmhost::sandbox::abi::encode_request_meta;
+    use wasmhost_abi::RouteMeta;
+
+    let req = Request {
+        method: Method::Post,
+        path: "/hello/echo".to_owned(),
+        query: String::new(),
+        version: Version::Http11,
+        headers: vec![(
+            "Content-Type".to_owned(),
+            "application/octet-stream".to_owned(),
+        )],
+        body: vec![b'x'; ECHO_BODY],
+        client: SocketAddr::from(([127, 0, 0, 1], 40000)),
+    };
+    let route = RouteMeta {
+        app: "hello".into(),
+        pattern: "/hello/echo".into(),
+        params: Default::default(),
+        rest: "".into(),
+    };
+    let meta = encode_request_meta(&req, &route);
+    let runtime = Runtime::new(4).expect("runtime");
+    // (pre-initialized, whether the request may grow memory)
+    for (preinit, grows) in [(true, false), (false, true)] {
+        let config = AppConfig {
+            module: crate::support::guests::HELLO.into(),
+            limits: Limits::default(),
+            grants: Default::default(),
+            error_pages: Default::default(),
+            login_required: false,
+            preinit,
+        };
+        let guest = runtime.load_app("hello", &config).expect("hello loads");
+        let (result, stats) = runtime.invoke(&guest, &meta, &req.body);
+        let answer = result.expect("the echo answers");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body.len(), ECHO_BODY);
+        assert!(stats.initial_memory > 0, "{stats:?}");
+        assert_eq!(
+            stats.peak_memory > stats.initial_memory,
+            grows,
+            "preinit {preinit}: started with {} bytes, peaked at {}",
+            stats.initial_memory,
+            stats.peak_memory
+        );
+    }
+}

@@ -354,6 +354,7 @@ impl Dispatcher {
                     instantiate_us = stats.instantiate.as_micros() as u64,
                     run_us = stats.run.as_micros() as u64,
                     peak_memory = stats.peak_memory,
+                    grew_memory = stats.peak_memory.saturating_sub(stats.initial_memory),
                     "guest call"
                 );
                 let mut headers = g.headers;

@@ -85,6 +85,10 @@ pub struct CallStats {
     pub run: Duration,
     /// Largest linear memory the instance had.
     pub peak_memory: usize,
+    /// Linear memory the instance started with (a snapshot's size for a
+    /// pre-initialized module; 0 for a component): above it, `peak_memory`
+    /// is what the request grew, which costs the pool two `mprotect` calls.
+    pub initial_memory: usize,
 }
 
 pub(super) fn oom_or(store: &Store<GuestState>, limits: &Limits, other: &str) -> GuestError {

@@ -106,7 +106,8 @@ impl Runtime {
         let memory = instance
             .get_memory(&mut *store, exports::MEMORY.name)
             .ok_or_else(|| GuestError::Malformed("no memory export".into()))?;
-        stats.peak_memory = memory.data_size(&*store);
+        stats.initial_memory = memory.data_size(&*store);
+        stats.peak_memory = stats.initial_memory;
         store.data_mut().budget.peak_memory = stats.peak_memory;
         if has_initialize {
             let init = instance
