@@ -73,12 +73,34 @@ fn view(id: u64, todo: &Todo) -> View<'_> {
     }
 }
 
+/// A row of the index page: the times already written out (a filter call
+/// per time from the template cost more than the formatting itself).
+#[derive(Serialize)]
+struct Row<'a> {
+    id: u64,
+    title: &'a str,
+    done: bool,
+    created: String,
+    updated: String,
+}
+
+/// A todo as a row of the index page (borrowed from the record).
+fn row(id: u64, todo: &Todo) -> Row<'_> {
+    Row {
+        id,
+        title: &todo.title,
+        done: todo.done,
+        created: time::human(todo.created_at),
+        updated: time::human(todo.updated_at),
+    }
+}
+
 /// The index page's context: goes into the template as it is, without a
 /// `serde_json::Value` built on the way (a page of 50 todos spent a tenth
 /// of its time building one).
 #[derive(Serialize)]
 struct IndexPage<'a> {
-    todos: Vec<View<'a>>,
+    todos: Vec<Row<'a>>,
 }
 
 /// A todo for JSON clients: times as RFC 3339.
@@ -114,7 +136,7 @@ fn todos_of(req: &Request, user: &User) -> Result<Vec<(u64, Todo)>, Response> {
 fn index_context(req: &Request, user: &User) -> Result<Value, Response> {
     let todos = todos_of(req, user)?;
     Ok(json!(IndexPage {
-        todos: todos.iter().map(|(id, t)| view(*id, t)).collect(),
+        todos: todos.iter().map(|(id, t)| row(*id, t)).collect(),
     }))
 }
 
@@ -139,7 +161,7 @@ fn index(req: &Request) -> Answer {
     }
     let todos = todos_of(req, user)?;
     let page = IndexPage {
-        todos: todos.iter().map(|(id, t)| view(*id, t)).collect(),
+        todos: todos.iter().map(|(id, t)| row(*id, t)).collect(),
     };
     Ok(pages().render(req, "index.html", page))
 }
