@@ -91,6 +91,43 @@ fn crud_through_html_forms() {
     assert_eq!(post("/todo/delete", "id=1", ANN, false).status, 404);
 }
 
+/// The `<li>` of todo `id` on the index page.
+fn row_html(html: &str, id: u64) -> &str {
+    let start = html
+        .find(&format!("id=\"todo-{id}\""))
+        .unwrap_or_else(|| panic!("no row for todo {id}: {html}"));
+    let end = html[start..].find("</li>").expect("the row ends") + start;
+    &html[start..end]
+}
+
+#[test]
+fn index_rows_show_the_toggle_for_their_state_and_both_times() {
+    let carl = Some(("3", "carl"));
+    post("/todo/add", "title=Open", carl, false);
+    post("/todo/add", "title=Closed", carl, false);
+    post("/todo/update", "id=2&title=Closed&done=on", carl, false);
+    let created = list(carl)[1]["created_at"].as_str().unwrap().to_owned();
+    let html = body(&get("/todo/index", carl, false));
+
+    let open = row_html(&html, 1);
+    assert!(!open.contains("item done"), "{open}");
+    assert!(open.contains("name=\"done\" value=\"true\""), "{open}");
+    assert!(open.contains("title=\"Mark as done\">&#9744;"), "{open}");
+
+    let closed = row_html(&html, 2);
+    assert!(html.contains("class=\"item done\" id=\"todo-2\""), "{html}");
+    assert!(!closed.contains("name=\"done\""), "{closed}");
+    assert!(
+        closed.contains("title=\"Mark as not done\">&#9745;"),
+        "{closed}"
+    );
+
+    // `2026-12-03T10:33:07Z` is shown as `2026-12-03 10:33 UTC`.
+    let shown = format!("created {} {} UTC", &created[..10], &created[11..16]);
+    assert!(closed.contains(&shown), "{shown} in {closed}");
+    assert!(closed.contains(" · updated "), "{closed}");
+}
+
 #[test]
 fn json_clients_get_objects() {
     let resp = post("/todo/add", "title=a", ANN, true);
